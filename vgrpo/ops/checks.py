@@ -1,0 +1,123 @@
+"""Input validation shared by every backend of the ELBO ops.
+
+Every backend (torch reference, C++, Triton) calls `check_elbo_inputs` first, so a bad call gets
+the same message, naming the argument and the expected shape, whichever backend would have run.
+Metadata checks (shape, dtype, device) are free; value checks (t in (0, 1], finiteness) read the
+tensors once and are skipped while torch.compile traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+WEIGHTINGS = ("adaptive", "x", "v", "eps")
+
+
+@dataclass(frozen=True)
+class ElboShapes:
+    """Problem size after flattening the latent dimensions.
+
+    n: samples; k: timestep-noise pairs per sample; d: latent elements per sample;
+    shared_noise: noise is [K, D] (one draw for all samples) rather than [N, K, D];
+    per_sample_t: t is [N, K] rather than [K].
+    """
+
+    n: int
+    k: int
+    d: int
+    shared_noise: bool
+    per_sample_t: bool
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def check_elbo_inputs(
+    v_pred: torch.Tensor,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    v_old: torch.Tensor | None = None,
+    weighting: str = "adaptive",
+    check_values: bool = True,
+) -> ElboShapes:
+    """Validate the arguments of `elbo_surrogate` and return the flattened problem size.
+
+    Expected shapes: v_pred [N, K, *latent], x0 [N, *latent], noise [K, *latent] or
+    [N, K, *latent], t [K] or [N, K] with values in (0, 1], v_old like v_pred.
+    Raises ValueError / TypeError naming the offending argument.
+    """
+    for name, tensor in (("v_pred", v_pred), ("x0", x0), ("noise", noise), ("t", t)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if v_pred.dim() < 3:
+        raise ValueError(
+            f"v_pred must be [N, K, *latent] with at least one latent dim, got shape {_shape(v_pred)}"
+        )
+    if v_pred.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"v_pred must be a floating tensor (fp16/bf16/fp32/fp64), got {v_pred.dtype}")
+    n, k = v_pred.shape[0], v_pred.shape[1]
+    latent = tuple(v_pred.shape[2:])
+    latent_str = ", ".join(str(s) for s in latent)
+    if n == 0 or k == 0 or v_pred.numel() == 0:
+        raise ValueError(f"v_pred must be non-empty, got shape {_shape(v_pred)}")
+
+    if tuple(x0.shape) != (n, *latent):
+        raise ValueError(f"x0 must be [N, *latent] = [{n}, {latent_str}], got {_shape(x0)}")
+    if tuple(noise.shape) == (k, *latent):
+        shared_noise = True
+    elif tuple(noise.shape) == (n, k, *latent):
+        shared_noise = False
+    else:
+        raise ValueError(
+            f"noise must be [K, *latent] = [{k}, {latent_str}] (shared) or "
+            f"[N, K, *latent] = [{n}, {k}, {latent_str}], got {_shape(noise)}"
+        )
+    if tuple(t.shape) == (k,):
+        per_sample_t = False
+    elif tuple(t.shape) == (n, k):
+        per_sample_t = True
+    else:
+        raise ValueError(f"t must be [K] = [{k}] or [N, K] = [{n}, {k}], got {_shape(t)}")
+    if v_old is not None:
+        if not isinstance(v_old, torch.Tensor):
+            raise TypeError(f"v_old must be a torch.Tensor or None, got {type(v_old).__name__}")
+        if v_old.shape != v_pred.shape:
+            raise ValueError(f"v_old must have v_pred's shape {_shape(v_pred)}, got {_shape(v_old)}")
+
+    named = [("x0", x0), ("noise", noise)] + ([("v_old", v_old)] if v_old is not None else [])
+    for name, tensor in named:
+        if tensor.dtype != v_pred.dtype:
+            raise TypeError(f"{name} must have v_pred's dtype {v_pred.dtype}, got {tensor.dtype}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"t must be a floating tensor, got {t.dtype}")
+    for name, tensor in named + [("t", t)]:
+        if tensor.device != v_pred.device:
+            raise ValueError(f"{name} is on {tensor.device} but v_pred is on {v_pred.device}")
+
+    if check_values and not torch.compiler.is_compiling():
+        check_t_values(t)
+        for name, tensor in [("v_pred", v_pred)] + named:
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{name} contains NaN or inf values")
+
+    d = 1
+    for s in latent:
+        d *= s
+    return ElboShapes(n=n, k=k, d=d, shared_noise=shared_noise, per_sample_t=per_sample_t)
+
+
+def check_t_values(t: torch.Tensor) -> None:
+    """Raise if any timestep is non-finite or outside (0, 1]."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("t contains NaN or inf values; timesteps must lie in (0, 1]")
+    if not bool(((t > 0) & (t <= 1)).all()):
+        raise ValueError(
+            f"t must lie in (0, 1], got min {t.min().item():.6g}, max {t.max().item():.6g}"
+        )

@@ -1,0 +1,104 @@
+"""The reward interface: any callable (images, prompts) -> [B] scores, several at once with weights.
+
+A reward that raises, or returns NaN/inf for some images, never crashes a run: `RewardSet` scores
+the batch, falls back to per-image scoring when the batch call raises, and reports which samples
+are valid; the trainer drops invalid samples from their group.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """Scores images against their prompts.
+
+    __call__(images [B, 3, H, W] float in [0, 1], prompts: list of B str) -> [B] float tensor.
+    """
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor: ...
+
+
+@dataclass
+class RewardScores:
+    """scores: [B, R] float32 (NaN where a reward failed); valid: [B] bool; names: R reward names."""
+
+    scores: torch.Tensor
+    valid: torch.Tensor
+    names: list[str]
+
+    def per_reward_means(self) -> dict[str, float]:
+        """Mean of each reward over the valid samples (for logging)."""
+        out = {}
+        for j, name in enumerate(self.names):
+            col = self.scores[self.valid, j]
+            out[name] = float(col.mean()) if col.numel() else math.nan
+        return out
+
+
+@dataclass
+class RewardSet:
+    """Several rewards with weights; `weights` default to 1 each."""
+
+    rewards: list[Reward]
+    weights: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.rewards:
+            raise ValueError("RewardSet needs at least one reward")
+        if not self.weights:
+            self.weights = [1.0] * len(self.rewards)
+        if len(self.weights) != len(self.rewards):
+            raise ValueError(
+                f"got {len(self.weights)} weights for {len(self.rewards)} rewards "
+                f"({[r.name for r in self.rewards]})"
+            )
+        names = [r.name for r in self.rewards]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward names must be unique, got {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.rewards]
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> RewardScores:
+        """Score a batch with every reward; failures become NaN and mark the sample invalid."""
+        columns = [_score_isolated(r, images, prompts) for r in self.rewards]
+        scores = torch.stack(columns, dim=1)
+        valid = torch.isfinite(scores).all(dim=1)
+        if not bool(valid.all()):
+            log.warning("dropping %d of %d samples with failed rewards", int((~valid).sum()), len(valid))
+        return RewardScores(scores=scores, valid=valid, names=self.names)
+
+
+def _score_isolated(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    """[B] float32 CPU scores; a batch that raises is rescored image by image, failures are NaN."""
+    b = images.shape[0]
+    try:
+        return _as_scores(reward(images, prompts), b, reward.name)
+    except Exception as exc:  # noqa: BLE001 - a reward model must not kill the run
+        log.warning("reward %s failed on the batch (%s); scoring images one by one", reward.name, exc)
+    out = torch.full((b,), math.nan)
+    for i in range(b):
+        try:
+            out[i] = _as_scores(reward(images[i : i + 1], prompts[i : i + 1]), 1, reward.name)[0]
+        except Exception as exc:  # noqa: BLE001
+            log.warning("reward %s failed on sample %d: %s", reward.name, i, exc)
+    return out
+
+
+def _as_scores(value: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    value = torch.as_tensor(value).detach().float().cpu().reshape(-1)
+    if value.shape[0] != batch:
+        raise ValueError(f"reward {name} returned {value.shape[0]} scores for {batch} images")
+    return value
