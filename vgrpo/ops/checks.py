@@ -121,3 +121,23 @@ def check_t_values(t: torch.Tensor) -> None:
         raise ValueError(
             f"t must lie in (0, 1], got min {t.min().item():.6g}, max {t.max().item():.6g}"
         )
+
+
+def fused_backend_or_torch(name: str, requested: str, **no_grad_args: torch.Tensor | None) -> str:
+    """Keep the resolved backend `name` unless a fused op would drop a gradient.
+
+    The fused ops differentiate v_pred only. If one of `no_grad_args` requires grad (with grad
+    mode on), "auto" falls back to the reference ("torch"); an explicit fused backend raises,
+    naming the argument.
+    """
+    if name == "torch" or not torch.is_grad_enabled():
+        return name
+    for arg, tensor in no_grad_args.items():
+        if tensor is not None and tensor.requires_grad:
+            if requested == "auto":
+                return "torch"
+            raise ValueError(
+                f"{arg} requires grad, but backend {requested!r} differentiates v_pred only; "
+                "use backend='torch' or detach it"
+            )
+    return name

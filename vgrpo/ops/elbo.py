@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from vgrpo.ops.backends import resolve_backend
-from vgrpo.ops.checks import check_elbo_inputs
+from vgrpo.ops.checks import check_elbo_inputs, fused_backend_or_torch
+from vgrpo.ops.library import elbo_fused
 from vgrpo.ops.reference import ElboTerms, elbo_surrogate_reference
 
 
@@ -30,7 +31,10 @@ def elbo_surrogate(
         v_old: optional [N, K, *latent] behaviour-policy velocity; adds the `kl` term.
         weighting: "adaptive" (x-prediction mse / sg(mae), the V-GRPO default), or the ablations
             "x", "v", "eps" (plain mse of that parameterisation's error).
-        backend: "auto" | "torch" | "cpp" | "triton".
+        backend: "auto" | "torch" | "cpp" | "triton". "auto" takes the fused op (cpp on CPU, triton
+            on CUDA) when it is available, else the reference. The fused ops differentiate v_pred
+            only; when x0, noise, t or v_old require grad, "auto" takes the reference.
+            Non-contiguous inputs are copied to contiguous memory before the fused op.
         check_values: also check that t lies in (0, 1] and that inputs are finite (one extra read).
     Returns:
         ElboTerms(loss, mse, mae, kl): float32 [N, K] tensors (float64 for float64 inputs); kl is
@@ -38,6 +42,7 @@ def elbo_surrogate(
     """
     check_elbo_inputs(v_pred, x0, noise, t, v_old, weighting, check_values)
     name = resolve_backend(backend, v_pred.device)
+    name = fused_backend_or_torch(name, backend, x0=x0, noise=noise, t=t, v_old=v_old)
     if name == "torch":
         return elbo_surrogate_reference(v_pred, x0, noise, t, v_old, weighting)
-    raise AssertionError(f"backend {name!r} resolved but has no implementation")
+    return elbo_fused(v_pred, x0, noise, t, v_old, weighting)

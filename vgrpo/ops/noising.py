@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from vgrpo.ops.backends import resolve_backend
-from vgrpo.ops.checks import FLOAT_DTYPES, check_t_values
+from vgrpo.ops.checks import FLOAT_DTYPES, check_t_values, fused_backend_or_torch
+from vgrpo.ops.library import noise_latents_fused
 from vgrpo.ops.reference import noise_latents_reference
 
 
@@ -46,11 +47,14 @@ def noise_latents(
     Args:
         x0: [N, *latent]; noise: [K, *latent] (shared) or [N, K, *latent]; t: [K] or [N, K].
         out_dtype: the model's dtype (default x0.dtype).
+        backend: "auto" | "torch" | "cpp" | "triton". The fused op is not differentiable; when x0,
+            noise or t require grad, "auto" takes the reference.
     Returns:
         z: [N, K, *latent], contiguous, in out_dtype.
     """
     check_noising_inputs(x0, noise, t)
     name = resolve_backend(backend, x0.device)
+    name = fused_backend_or_torch(name, backend, x0=x0, noise=noise, t=t)
     if name == "torch":
         return noise_latents_reference(x0, noise, t, out_dtype)
-    raise AssertionError(f"backend {name!r} resolved but has no implementation")
+    return noise_latents_fused(x0, noise, t, out_dtype)

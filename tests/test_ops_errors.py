@@ -1,0 +1,96 @@
+"""Bad arguments get the same error, naming the argument and the expected shape, from every backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.ops_cases import HAS_CUDA, elbo_inputs, skip_no_cpp
+from vgrpo.ops import elbo_surrogate, noise_latents
+
+BACKENDS = [
+    "torch",
+    pytest.param("cpp", marks=skip_no_cpp),
+    pytest.param("triton", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")),
+]
+
+
+def _case(backend):
+    device = "cuda" if backend == "triton" else "cpu"
+    return elbo_inputs(n=2, k=3, latent=(4, 5), dtype=torch.float32, device=device)
+
+
+def _t_with(bad_value):
+    return lambda v, x, e, t, o: (v, x, e, torch.tensor([0.5, bad_value, 0.2], device=t.device), o)
+
+
+CASES = [
+    ("x0 shape", lambda v, x, e, t, o: (v, x[:, :3], e, t, o), r"x0 must be \[N, \*latent\] = \[2, 4, 5\]"),
+    ("noise shape", lambda v, x, e, t, o: (v, x, e[:2], t, o), r"noise must be \[K, \*latent\] = \[3, 4, 5\]"),
+    ("t shape", lambda v, x, e, t, o: (v, x, e, t[:2], o), r"t must be \[K\] = \[3\] or \[N, K\] = \[2, 3\]"),
+    ("v_pred rank", lambda v, x, e, t, o: (v[:, :, 0, 0], x, e, t, o), r"v_pred must be \[N, K, \*latent\]"),
+    ("v_old shape", lambda v, x, e, t, o: (v, x, e, t, o[:1]), r"v_old must have v_pred's shape \[2, 3, 4, 5\]"),
+    ("x0 dtype", lambda v, x, e, t, o: (v, x.half(), e, t, o), r"x0 must have v_pred's dtype"),
+    ("noise dtype", lambda v, x, e, t, o: (v, x, e.double(), t, o), r"noise must have v_pred's dtype"),
+    ("v_pred int", lambda v, x, e, t, o: (v.int(), x, e, t, o), r"v_pred must be a floating tensor"),
+    ("x0 device", lambda v, x, e, t, o: (v, x.to("meta"), e, t, o), r"x0 is on meta"),
+    ("t nan", _t_with(float("nan")), r"t contains NaN or inf"),
+    ("t inf", _t_with(float("inf")), r"t contains NaN or inf"),
+    ("t zero", _t_with(0.0), r"t must lie in \(0, 1\]"),
+    ("v_pred nan", lambda v, x, e, t, o: (v.clone().fill_(float("nan")), x, e, t, o), r"v_pred contains NaN"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what,mutate,match", CASES, ids=[c[0] for c in CASES])
+def test_elbo_bad_argument_message(backend, what, mutate, match):
+    v, x, e, t, o = mutate(*_case(backend))
+    with pytest.raises((ValueError, TypeError), match=match):
+        elbo_surrogate(v, x, e, t, v_old=o, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_noising_bad_arguments(backend):
+    _, x, e, t, _ = _case(backend)
+    with pytest.raises(ValueError, match=r"noise must be \[K, \*latent\] = \[3, 4, 5\]"):
+        noise_latents(x, e[:2], t, backend=backend)
+    with pytest.raises(ValueError, match=r"t contains NaN or inf"):
+        noise_latents(x, e, torch.full_like(t, float("nan")), backend=backend)
+    with pytest.raises(TypeError, match=r"noise must have x0's dtype"):
+        noise_latents(x, e.double(), t, backend=backend)
+
+
+def test_unknown_backend_and_weighting():
+    v, x, e, t, _ = _case("torch")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        elbo_surrogate(v, x, e, t, backend="cuda")
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        elbo_surrogate(v, x, e, t, weighting="sigmoid", backend="torch")
+
+
+def test_triton_backend_unavailable_on_cpu_is_named():
+    v, x, e, t, _ = _case("torch")
+    with pytest.raises(RuntimeError, match="backend 'triton' is not available on cpu"):
+        elbo_surrogate(v, x, e, t, backend="triton")
+
+
+@skip_no_cpp
+def test_cpp_op_called_directly_checks_its_arguments():
+    """The registered op itself (what other code may call) names the argument and the shape."""
+    v, x, e, t, _ = _case("cpp")
+    v3, x2, e2 = v.reshape(2, 3, 20), x.reshape(2, 20), e.reshape(3, 20)
+    with pytest.raises(RuntimeError, match=r"x0 must be \[N, D\] = \[2, 20\], got \[2, 19\]"):
+        torch.ops.vgrpo.elbo_fwd(v3, x2[:, :19], e2, t, None, 0)
+    with pytest.raises(RuntimeError, match=r"noise must be \[K, D\] = \[3, 20\]"):
+        torch.ops.vgrpo.elbo_fwd(v3, x2, e2[:2], t, None, 0)
+    with pytest.raises(RuntimeError, match=r"t must be Float \(the accumulation dtype\), got Double"):
+        torch.ops.vgrpo.elbo_fwd(v3, x2, e2, t.double(), None, 0)
+    with pytest.raises(RuntimeError, match=r"weighting must be 0 \(adaptive\)"):
+        torch.ops.vgrpo.elbo_fwd(v3, x2, e2, t, None, 7)
+    with pytest.raises(RuntimeError, match=r"v_pred must be contiguous"):
+        torch.ops.vgrpo.elbo_fwd(v3.transpose(0, 1).contiguous().transpose(0, 1), x2, e2, t, None, 0)
+    with pytest.raises(RuntimeError, match=r"grad_mse must be \[N, K\] = \[2, 3\]"):
+        g = torch.zeros(2, 3)
+        torch.ops.vgrpo.elbo_bwd(g, g[:1], g, v3, x2, e2, t, None, g, 0)
+    with pytest.raises(RuntimeError, match=r"noise must be \[K, D\] = \[3, 20\]"):
+        torch.ops.vgrpo.noise_latents(x2, e2[:1], t, torch.float32)
