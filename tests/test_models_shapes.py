@@ -1,0 +1,105 @@
+"""The built-in shapes model: loading the shipped weights, conditioning, velocity, save/load."""
+
+import json
+
+import pytest
+import torch
+from diffusers import SD3Transformer2DModel
+
+from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.models.shapes import ShapesAdapter, parameter_counts, shipped_model_path
+from vgrpo.rewards.shapes import score
+from vgrpo.world.detect import detect
+
+BASE_MIN_COLOR_HIT = 0.7  # measured 0.875 for the shipped model
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.set_num_threads(2)
+    return ShapesAdapter.from_pretrained()
+
+
+def test_shipped_assets_are_packaged_and_small():
+    folder = shipped_model_path()
+    files = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert {"config.json", "denoiser.safetensors", "text_encoder.safetensors"} <= set(files)
+    assert sum(files.values()) < 8 * 2**20
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["heldout_eval"]["score"]) >= {"single_object", "counting", "position", "overall"}
+
+
+def test_base_model_loads_with_the_documented_interface(base):
+    assert isinstance(base, ModelAdapter)
+    assert isinstance(base.denoiser, SD3Transformer2DModel)
+    assert base.latent_shape == (3, 32, 32)
+    assert base.transformer_blocks() == list(base.denoiser.transformer_blocks)
+    assert 0.3e6 < parameter_counts(base)["denoiser"] < 3e6
+    assert not any(p.requires_grad for p in base.text_encoder.parameters())
+
+
+def test_encode_prompts_caches_and_has_documented_shapes(base):
+    cond = base.encode_prompts(["a circle", "two squares", "a circle"])
+    assert isinstance(cond, Conditioning) and cond.batch_size == 3
+    assert cond.tensors["encoder_hidden_states"].shape == (3, 12, 64)
+    assert cond.tensors["pooled_projections"].shape == (3, 64)
+    assert torch.equal(cond.tensors["pooled_projections"][0], cond.tensors["pooled_projections"][2])
+    assert "two squares" in base._cache
+    null = base.null_conditioning(2)
+    assert null.batch_size == 2 and not torch.equal(null.tensors["pooled_projections"][0], cond.tensors["pooled_projections"][0])
+    with pytest.raises(ValueError, match="'hexagon'"):
+        base.encode_prompts(["a hexagon"])
+
+
+def test_velocity_shapes_gradients_and_errors(base):
+    cond = base.encode_prompts(["a red circle", "three triangles"])
+    z = torch.randn(2, 3, 32, 32)
+    t = torch.tensor([0.3, 0.9])
+    v = base.velocity(z, t, cond)
+    assert v.shape == z.shape and torch.isfinite(v).all()
+    v.square().mean().backward()
+    assert base.denoiser.pos_embed.proj.weight.grad is not None
+    base.denoiser.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="z must be"):
+        base.velocity(torch.randn(2, 3, 16, 16), t, cond)
+    with pytest.raises(ValueError, match="conditioning batch"):
+        base.velocity(torch.randn(3, 3, 32, 32), torch.rand(3), cond)
+
+
+def test_base_model_draws_prompted_objects(base):
+    """The shipped model is a real (imperfect) model: it draws objects of the prompted color (its
+    shapes are still ragged, so the verifier's mean score stays low but above empty images' 0)."""
+    prompts = ["a red circle", "a blue square", "a green triangle", "a yellow circle"] * 4
+    images = base.generate(prompts, seed=0)
+    assert images.shape == (16, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    right_color = [any(o.color == p.split()[1] for o in objs) for p, objs in zip(prompts, detect(images))]
+    assert sum(right_color) / len(prompts) >= BASE_MIN_COLOR_HIT
+    assert float(score(images, prompts).mean()) > 0.05
+    again = base.generate(prompts[:4], seed=0)
+    torch.testing.assert_close(again, images[:4], atol=1e-5, rtol=0)
+
+
+def test_bfloat16_denoiser_keeps_a_float32_text_side():
+    m = ShapesAdapter.random(seed=0, num_layers=1).to("cpu", torch.bfloat16)
+    cond = m.encode_prompts(["a circle"])
+    assert cond.tensors["pooled_projections"].dtype == torch.bfloat16
+    assert next(m.text_encoder.parameters()).dtype == torch.float32
+    v = m.velocity(torch.randn(1, 3, 32, 32), torch.tensor([0.5]), cond)
+    assert v.dtype == torch.bfloat16 and v.shape == (1, 3, 32, 32)
+
+
+def test_random_is_reproducible_and_roundtrips(tmp_path):
+    a = ShapesAdapter.random(seed=3, num_layers=1)
+    b = ShapesAdapter.random(seed=3, num_layers=1)
+    assert len(a.transformer_blocks()) == 1
+    for (ka, va), (kb, vb) in zip(a.denoiser.state_dict().items(), b.denoiser.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    a.save_pretrained(tmp_path / "m")
+    c = ShapesAdapter.from_pretrained(tmp_path / "m")
+    ps = ["a circle", "two squares"]
+    z, t = torch.randn(2, 3, 32, 32), torch.tensor([0.5, 0.2])
+    with torch.no_grad():
+        torch.testing.assert_close(a.velocity(z, t, a.encode_prompts(ps)), c.velocity(z, t, c.encode_prompts(ps)))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        ShapesAdapter.from_pretrained(tmp_path / "missing")

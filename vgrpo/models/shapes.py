@@ -1,0 +1,254 @@
+"""`ShapesAdapter`: the built-in shapes-world model (pixel-space MMDiT + small CLIP text encoder).
+
+The denoiser is a diffusers `SD3Transformer2DModel` (the SD 3.5 family) working directly on pixels:
+latents are images mapped to [-1, 1], latent_shape = (3, S, S) with S = 32. The text encoder is a
+transformers `CLIPTextModelWithProjection` over the grammar's word vocabulary; it is trained with
+the denoiser by `python -m vgrpo.pretrain` and frozen afterwards (RL trains the denoiser only).
+Saved models are a folder with config.json, denoiser.safetensors and text_encoder.safetensors;
+the shipped base model lives in `vgrpo/assets/shapes_base`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from diffusers import SD3Transformer2DModel  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import CLIPTextModelWithProjection  # noqa: E402
+
+from vgrpo.models.base import Conditioning, ModelAdapter  # noqa: E402
+from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize  # noqa: E402
+
+IMAGE_SIZE = 32
+DEFAULT_SAMPLING = {"solver": "dpm++2m", "steps": 12, "shift": 1.0, "guidance": 1.0}
+
+
+def default_denoiser_config(**overrides: Any) -> dict[str, Any]:
+    """The built-in MMDiT: 32x32x3 pixels, patch 4 (64 tokens), 4 joint blocks, width 96."""
+    cfg = dict(
+        sample_size=IMAGE_SIZE,
+        patch_size=4,
+        in_channels=3,
+        out_channels=3,
+        num_layers=4,
+        attention_head_dim=32,
+        num_attention_heads=3,
+        joint_attention_dim=64,
+        caption_projection_dim=96,
+        pooled_projection_dim=64,
+        pos_embed_max_size=IMAGE_SIZE // 4,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def default_text_config(**overrides: Any) -> dict[str, Any]:
+    cfg = dict(hidden_size=64, layers=2, heads=2, projection_dim=64)
+    cfg.update(overrides)
+    return cfg
+
+
+def shipped_model_path() -> Path:
+    """Folder of the base model shipped inside the package."""
+    return Path(str(resources.files("vgrpo") / "assets" / "shapes_base"))
+
+
+class ShapesAdapter(ModelAdapter):
+    """Pixel-space MMDiT for the shapes world.
+
+    latent_shape = (3, 32, 32); latents are 2 * image - 1. Conditioning tensors:
+    encoder_hidden_states [B, 12, 64] and pooled_projections [B, 64].
+    """
+
+    def __init__(
+        self,
+        denoiser: SD3Transformer2DModel,
+        text_encoder: CLIPTextModelWithProjection,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.denoiser = denoiser
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.tokenizer = build_tokenizer()
+        size = int(denoiser.config.sample_size)
+        self.latent_shape = (int(denoiser.config.in_channels), size, size)
+        self.config = dict(config or {})
+        self.sampling = dict(DEFAULT_SAMPLING, **self.config.get("sampling", {}))
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # Construction ---------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls, denoiser_config: dict[str, Any], text_config: dict[str, Any], seed: int = 0
+    ) -> ShapesAdapter:
+        """Freshly initialised model (reproducible from `seed`)."""
+        tcfg = text_encoder_config(**text_config)
+        if denoiser_config["joint_attention_dim"] != tcfg.hidden_size:
+            raise ValueError(
+                f"joint_attention_dim ({denoiser_config['joint_attention_dim']}) must equal the text "
+                f"hidden_size ({tcfg.hidden_size})"
+            )
+        if denoiser_config["pooled_projection_dim"] != tcfg.projection_dim:
+            raise ValueError(
+                f"pooled_projection_dim ({denoiser_config['pooled_projection_dim']}) must equal the "
+                f"text projection_dim ({tcfg.projection_dim})"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            denoiser = SD3Transformer2DModel(**denoiser_config)
+        text = build_text_encoder(tcfg, seed=seed + 1)
+        return cls(denoiser, text, {"denoiser": denoiser_config, "text_encoder": text_config})
+
+    @classmethod
+    def random(cls, seed: int = 0, **tiny_config_overrides: Any) -> ShapesAdapter:
+        """Random weights, the shipped architecture unless overridden (e.g. num_layers=1), for tests."""
+        return cls.build(default_denoiser_config(**tiny_config_overrides), default_text_config(), seed)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> ShapesAdapter:
+        """Load a saved model folder (default: the shipped base model)."""
+        folder = Path(path) if path is not None else shipped_model_path()
+        cfg_file = folder / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"no config.json in model folder {folder}")
+        config = json.loads(cfg_file.read_text())
+        for key in ("denoiser", "text_encoder"):
+            if key not in config:
+                raise ValueError(f"{cfg_file} lacks the {key!r} section")
+        model = cls.build(config["denoiser"], config["text_encoder"])
+        model.config = config
+        model.sampling = dict(DEFAULT_SAMPLING, **config.get("sampling", {}))
+        model.denoiser.load_state_dict(load_file(str(folder / "denoiser.safetensors")))
+        model.text_encoder.load_state_dict(load_file(str(folder / "text_encoder.safetensors")))
+        return model.to(device, dtype)
+
+    def save_pretrained(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+        """Write config.json, denoiser.safetensors and text_encoder.safetensors to `path`."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = dict(self.config, sampling=self.sampling, **(extra_config or {}))
+        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.denoiser.state_dict().items()},
+                  str(folder / "denoiser.safetensors"))
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.text_encoder.state_dict().items()},
+                  str(folder / "text_encoder.safetensors"))
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ShapesAdapter:
+        self.denoiser.to(device=device)
+        if dtype is not None and dtype != next(self.denoiser.parameters()).dtype:
+            self.denoiser.to(dtype=dtype)
+        self.text_encoder.to(device=device)  # text side stays float32; its outputs are cast
+        self._cache.clear()
+        return self
+
+    # ModelAdapter ---------------------------------------------------------------------------
+    def _text(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            with torch.no_grad():
+                hidden, pooled = encode(self.text_encoder, tokenize(self.tokenizer, missing))
+            for i, p in enumerate(missing):
+                self._cache[p] = (hidden[i], pooled[i])
+        hidden = torch.stack([self._cache[p][0] for p in prompts])
+        pooled = torch.stack([self._cache[p][1] for p in prompts])
+        return hidden, pooled
+
+    def encode_prompts(self, prompts: Sequence[str]) -> Conditioning:
+        """encoder_hidden_states [P, 12, 64], pooled_projections [P, 64]; cached per prompt."""
+        if isinstance(prompts, str):
+            raise ValueError("encode_prompts takes a sequence of prompts, got a single str")
+        hidden, pooled = self._text(prompts)
+        dtype = next(self.denoiser.parameters()).dtype
+        return Conditioning(
+            {"encoder_hidden_states": hidden.to(self.device, dtype), "pooled_projections": pooled.to(self.device, dtype)}
+        )
+
+    def null_conditioning(self, batch_size: int) -> Conditioning:
+        """The empty prompt's conditioning repeated batch_size times."""
+        return self.encode_prompts([""]).repeat_interleave(batch_size)
+
+    def velocity(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """z [B, 3, 32, 32], t [B] in (0, 1] -> v [B, 3, 32, 32] (denoiser dtype)."""
+        if z.shape[1:] != self.latent_shape:
+            raise ValueError(f"z must be [B, {', '.join(map(str, self.latent_shape))}], got {tuple(z.shape)}")
+        if t.shape != (z.shape[0],):
+            raise ValueError(f"t must be [B] = [{z.shape[0]}], got {tuple(t.shape)}")
+        if cond.batch_size != z.shape[0]:
+            raise ValueError(f"conditioning batch {cond.batch_size} != latent batch {z.shape[0]}")
+        dtype = next(self.denoiser.parameters()).dtype
+        return self.denoiser(
+            hidden_states=z.to(dtype),
+            encoder_hidden_states=cond.tensors["encoder_hidden_states"].to(dtype),
+            pooled_projections=cond.tensors["pooled_projections"].to(dtype),
+            timestep=(t * 1000.0).to(dtype),
+            return_dict=False,
+        )[0]
+
+    def velocity_fn(self, cond: Conditioning, guidance: float = 1.0):
+        """(z, t) -> v for `vgrpo.sampling.ode.sample`; guidance != 1 batches cond and null together."""
+        if guidance == 1.0:
+            return lambda z, t: self.velocity(z, t, cond)
+        both = Conditioning.cat([cond, self.null_conditioning(cond.batch_size)])
+
+        def fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            vc, vu = self.velocity(torch.cat([z, z]), torch.cat([t, t]), both).float().chunk(2)
+            return vu + guidance * (vc - vu)
+
+        return fn
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 32, 32] latents in [-1, 1] -> images [B, 3, 32, 32] float32 in [0, 1]."""
+        return ((latents.float() + 1.0) * 0.5).clamp(0.0, 1.0)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, 32, 32] in [0, 1] -> latents 2 * images - 1."""
+        return images * 2.0 - 1.0
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        return list(self.denoiser.transformer_blocks)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seed: int = 0,
+        *,
+        solver: str | None = None,
+        steps: int | None = None,
+        shift: float | None = None,
+        guidance: float | None = None,
+    ) -> torch.Tensor:
+        """Images [B, 3, 32, 32] in [0, 1] for `prompts` (noise from a CPU generator seeded `seed`)."""
+        from vgrpo.sampling.ode import sample
+
+        s = self.sampling
+        noise = torch.randn(len(prompts), *self.latent_shape, generator=torch.Generator().manual_seed(seed))
+        fn = self.velocity_fn(self.encode_prompts(prompts), s["guidance"] if guidance is None else guidance)
+        x0 = sample(
+            fn,
+            noise.to(self.device),
+            steps=s["steps"] if steps is None else steps,
+            solver=s["solver"] if solver is None else solver,
+            shift=s["shift"] if shift is None else shift,
+        )
+        return self.decode(x0)
+
+
+def parameter_counts(model: ShapesAdapter) -> dict[str, int]:
+    """Parameter counts of the denoiser and the text encoder."""
+    return {
+        "denoiser": sum(p.numel() for p in model.denoiser.parameters()),
+        "text_encoder": sum(p.numel() for p in model.text_encoder.parameters()),
+    }
+
+
+__all__ = ["ShapesAdapter", "default_denoiser_config", "default_text_config", "shipped_model_path", "parameter_counts"]

@@ -1,0 +1,70 @@
+"""The shapes-world verifier reward: exact, GenEval-style, with partial credit.
+
+`score(images, prompts)` detects the objects in each image (`vgrpo.world.detect`) and scores them
+against the parsed prompt (`vgrpo.world.verify`): the mean of the prompt's requirements (counts,
+colors, no extra objects, relation) in [0, 1]. `per_category_accuracy` is GenEval's metric: per
+category, the fraction of images whose prompt is fully satisfied, plus "overall" (the mean of the
+category accuracies, as GenEval reports). A prompt outside the grammar raises ValueError naming the
+word or construct that failed to parse.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+
+from vgrpo.world.detect import detect
+from vgrpo.world.prompts import CATEGORIES, parse
+from vgrpo.world.verify import Verdict, verify
+
+
+def verdicts(images: torch.Tensor, prompts: Sequence[str]) -> list[Verdict]:
+    """Per-image requirement breakdowns for images [B, 3, H, W] float in [0, 1] and B prompts."""
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a sequence of str, got a single str")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+    if images.shape[0] != len(prompts):
+        raise ValueError(f"got {images.shape[0]} images for {len(prompts)} prompts")
+    specs = [parse(p) for p in prompts]  # parse first: a bad prompt fails before detection work
+    size = images.shape[-1]
+    return [verify(s, objs, size) for s, objs in zip(specs, detect(images))]
+
+
+def score(images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    """Verifier score per image: [B] float32 in [0, 1] (1 = every requirement of the prompt met)."""
+    return torch.tensor([v.score for v in verdicts(images, prompts)], dtype=torch.float32)
+
+
+def per_category_accuracy(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
+    """GenEval-style accuracy: category -> fraction of its images fully satisfied; plus "overall".
+
+    Only categories present in `prompts` appear; "overall" is the mean over those categories.
+    """
+    hits: dict[str, list[float]] = defaultdict(list)
+    for p, v in zip(prompts, verdicts(images, prompts)):
+        hits[parse(p).category].append(1.0 if v.satisfied else 0.0)
+    out = {c: sum(hits[c]) / len(hits[c]) for c in CATEGORIES if c in hits}
+    out["overall"] = sum(out.values()) / len(out)
+    return out
+
+
+def per_category_score(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
+    """Mean verifier score (partial credit) per category, plus "overall" (mean over categories)."""
+    vals: dict[str, list[float]] = defaultdict(list)
+    for p, v in zip(prompts, verdicts(images, prompts)):
+        vals[parse(p).category].append(v.score)
+    out = {c: sum(vals[c]) / len(vals[c]) for c in CATEGORIES if c in vals}
+    out["overall"] = sum(out.values()) / len(out)
+    return out
+
+
+class ShapesReward:
+    """`Reward` protocol wrapper of `score` (name "shapes")."""
+
+    name = "shapes"
+
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        return score(images, prompts)
