@@ -1,0 +1,196 @@
+"""Score a model, or a checkpoint of a run, on a prompt set with any rewards; write JSON + Markdown.
+
+    python -m vgrpo.evaluate                                        # shipped base model, held-out prompts
+    python -m vgrpo.evaluate --run runs/shapes-cpu                  # latest checkpoint of a run
+    python -m vgrpo.evaluate --run runs/shapes-cpu --checkpoint step-000050 \\
+        --rewards shapes,jpeg_compressibility --prompts heldout --images-per-prompt 8
+    python -m vgrpo.evaluate --preset sd35m-stage1 --model.path=/models/sd35m \\
+        --prompts prompts.txt --rewards pickscore,clipscore --reward-paths /models/PickScore_v1,/models/clip-l
+
+Writes `<out>/eval.json` (per-reward mean, std and count; per-category verifier score and accuracy
+when the prompts are in the shapes grammar) and `<out>/eval.md` (the same as tables), the way the
+paper's tables are made. Images use fixed noise per (prompt, image) so two models compare on the
+same draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+STREAM_EVALUATE = 7
+
+
+def load_prompts(spec: str) -> list[str]:
+    """'heldout' | 'train' (the built-in world's split) or a text file with one prompt per line."""
+    if spec in ("heldout", "train"):
+        from vgrpo.world.prompts import heldout_prompts, train_prompts
+
+        return heldout_prompts() if spec == "heldout" else train_prompts()
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts {spec!r} is neither 'heldout', 'train' nor an existing file")
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt file {path} holds no prompts")
+    return prompts
+
+
+def load_run_config(run: str | None, preset: str, overrides: Sequence[str]):
+    """The run's saved config (with overrides), or a preset's."""
+    from vgrpo.trainer.config import Config, apply_overrides
+    from vgrpo.trainer.presets import load_config
+
+    if run is None:
+        return load_config(preset, list(overrides))
+    config_file = Path(run) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"--run {run}: no config.json (not a vgrpo run folder)")
+    return apply_overrides(Config.from_dict(json.loads(config_file.read_text())), list(overrides))
+
+
+def find_checkpoint(run: str, name: str | None) -> Path | None:
+    """The named checkpoint of a run, or its newest complete one (None if it has none)."""
+    folder = Path(run) / "checkpoints"
+    if name is not None:
+        path = folder / name
+        if not (path / "trainer_state.json").is_file():
+            raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
+        return path
+    done = sorted(p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()) if folder.is_dir() else []
+    return done[-1] if done else None
+
+
+def load_trainable_weights(denoiser: torch.nn.Module, checkpoint: Path) -> None:
+    """Load the checkpoint's trainable parameters (LoRA adapters or all) into `denoiser`."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        set_model_state_dict,
+    )
+
+    options = StateDictOptions(ignore_frozen_params=True)
+    state = {"model": get_model_state_dict(denoiser, options=options)}
+    dcp.load(state, checkpoint_id=str(checkpoint))
+    set_model_state_dict(
+        denoiser, state["model"], options=StateDictOptions(ignore_frozen_params=True, strict=False)
+    )
+
+
+def summarise(scores: torch.Tensor, valid: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
+    """Per reward: mean, std and count over the valid samples."""
+    out = {}
+    for j, name in enumerate(names):
+        col = scores[valid, j].double()
+        out[name] = {
+            "mean": float(col.mean()) if col.numel() else float("nan"),
+            "std": float(col.std(unbiased=False)) if col.numel() else float("nan"),
+            "count": int(col.numel()),
+        }
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The result as Markdown tables."""
+    lines = [f"# Evaluation: {result['model']}", "", f"{result['num_prompts']} prompts x "
+             f"{result['images_per_prompt']} images, {result['solver']} {result['steps']} steps", "",
+             "| reward | mean | std | n |", "|---|---|---|---|"]
+    for name, s in result["rewards"].items():
+        lines.append(f"| {name} | {s['mean']:.4f} | {s['std']:.4f} | {s['count']} |")
+    if "categories" in result:
+        lines += ["", "| category | verifier score | accuracy |", "|---|---|---|"]
+        for cat, s in result["categories"].items():
+            lines.append(f"| {cat} | {s['score']:.3f} | {s['accuracy']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: int, seed: int,
+                   steps: int, solver: str, shift: float, cfg_scale: float, batch_size: int):
+    """Generate images_per_prompt images per prompt and score them: (images [B, 3, H, W], RewardScores)."""
+    from vgrpo.trainer.rollout import generate, initial_noise, sample_indices
+
+    index = sample_indices(range(len(prompts)), images_per_prompt)
+    noise = initial_noise(adapter.latent_shape, seed, STREAM_EVALUATE, 0, index)
+    cond = adapter.encode_prompts(prompts).repeat_interleave(images_per_prompt)
+    x0 = generate(adapter, cond, noise, steps=steps, solver=solver, shift=shift, cfg_scale=cfg_scale,
+                  batch_size=batch_size)
+    images = torch.cat([adapter.decode(x0[i : i + batch_size]) for i in range(0, x0.shape[0], batch_size)])
+    sample_prompts = [p for p in prompts for _ in range(images_per_prompt)]
+    return images, sample_prompts, rewards(images.float().cpu(), sample_prompts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="python -m vgrpo.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="run folder (its config.json and checkpoints)")
+    parser.add_argument("--checkpoint", help="checkpoint folder name inside <run>/checkpoints (default: newest)")
+    parser.add_argument("--preset", default="shapes-cpu", help="config preset when --run is not given")
+    parser.add_argument("--prompts", default="heldout", help="'heldout', 'train' or a file, one prompt per line")
+    parser.add_argument("--rewards", default="shapes", help="comma-separated reward names (vgrpo.rewards.registry)")
+    parser.add_argument("--reward-paths", default="", help="comma-separated local paths / URLs, '' for none")
+    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", help="output folder (default: <run>/evaluate or runs/evaluate)")
+    args, overrides = parser.parse_known_args(argv)
+    bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
+    if bad:
+        parser.error(f"unrecognised arguments {bad}; config overrides look like --section.key=value")
+
+    from vgrpo.rewards.registry import RewardSpec, build_reward_set
+    from vgrpo.trainer.config import validate
+    from vgrpo.trainer.parallelize import apply_finetune_mode
+    from vgrpo.trainer.trainer import build_adapter
+
+    cfg = load_run_config(args.run, args.preset, overrides)
+    validate(cfg)
+    prompts = load_prompts(args.prompts)
+    names = [n for n in args.rewards.split(",") if n]
+    paths = [p or None for p in args.reward_paths.split(",")] if args.reward_paths else [None] * len(names)
+    if len(paths) != len(names):
+        parser.error(f"--reward-paths has {len(paths)} entries for {len(names)} rewards")
+    if args.images_per_prompt < 1:
+        parser.error("--images-per-prompt must be >= 1")
+    checkpoint = find_checkpoint(args.run, args.checkpoint) if args.run else None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rewards = build_reward_set([RewardSpec(n, path=p) for n, p in zip(names, paths)], device=device)
+
+    adapter = build_adapter(cfg, device)
+    if checkpoint is not None:
+        apply_finetune_mode(adapter.denoiser, cfg.finetune)
+        load_trainable_weights(adapter.denoiser, checkpoint)
+    adapter.denoiser.eval()
+    r = cfg.rollout
+    images, sample_prompts, scored = evaluate_model(
+        adapter, prompts, rewards, images_per_prompt=args.images_per_prompt, seed=args.seed,
+        steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=args.batch_size,
+    )
+    result = {
+        "model": str(checkpoint) if checkpoint else f"{cfg.model.name} ({cfg.model.path or 'shipped weights'})",
+        "prompts": args.prompts, "num_prompts": len(prompts), "images_per_prompt": args.images_per_prompt,
+        "solver": r.solver, "steps": r.steps, "seed": args.seed,
+        "rewards": summarise(scored.scores, scored.valid, scored.names),
+    }
+    if "shapes" in names:
+        from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+
+        score, acc = per_category_score(images, sample_prompts), per_category_accuracy(images, sample_prompts)
+        result["categories"] = {c: {"score": score[c], "accuracy": acc[c]} for c in score}
+    out = Path(args.out or (Path(args.run) / "evaluate" if args.run else Path("runs") / "evaluate"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "eval.md").write_text(markdown(result))
+    sys.stdout.write(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
