@@ -1,0 +1,192 @@
+"""V-GRPO as a strategy the training loop calls: pairs, behaviour scoring, per-chunk policy loss.
+
+The loop owns rollouts, rewards, optimizer steps and parallelism; this file owns what is specific
+to the ELBO-surrogate method:
+- `draw_pairs`: one iteration's group-shared stratified timestep-noise pairs, drawn on rank 0 from
+  the seeded generator and broadcast, so every rank (and any world size) uses the same pairs;
+- `score_old`: the no-grad pass of the behaviour policy theta_old over the same chunks (same
+  shapes) the update will use, storing the per-pair surrogate and, when beta > 0, the velocity
+  (equivalently the x-prediction) for the KL term;
+- `chunk_loss`: forward of theta on one chunk, surrogate, ratio, clipped objective and KL.
+With `reuse_first_surrogate`, the first minibatch of an iteration takes its own detached surrogate
+as the old one: its ratio is exactly 1 in any precision and it needs no scoring forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
+from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
+from vgrpo.trainer.config import AlgorithmConfig
+from vgrpo.trainer.distributed import STREAM_PAIRS, broadcast_, generator
+
+
+@dataclass
+class OldPolicy:
+    """Behaviour-policy quantities for one rank's batch.
+
+    loss: [Bl, K] float32 per-pair surrogate of theta_old; v: [Bl, K, *latent] theta_old's velocity
+    (only when beta > 0); filled: [Bl] bool, which rows hold values.
+    """
+
+    loss: torch.Tensor
+    v: torch.Tensor | None
+    filled: torch.Tensor
+
+
+class VGRPO:
+    """The V-GRPO objective over an iteration's rollouts (see module docstring)."""
+
+    name = "vgrpo"
+
+    def __init__(self, cfg: AlgorithmConfig):
+        self.cfg = cfg
+
+    # ------------------------------------------------------------------ pairs
+    def draw_pairs(
+        self,
+        *,
+        seed: int,
+        iteration: int,
+        num_samples: int,
+        group_size: int,
+        latent_shape: tuple[int, ...],
+        sample_index: torch.Tensor,
+        device: torch.device,
+    ) -> TimestepNoisePairs:
+        """This rank's pairs: drawn for the global batch on rank 0, broadcast, local rows selected.
+
+        Returns pairs with t [K] / noise [K, *latent] (batch sharing) or t [Bl, K] /
+        noise [Bl, K, *latent] on `device`.
+        """
+        c = self.cfg
+        pairs = draw_pairs(
+            num_samples, group_size, latent_shape, c.num_pairs, generator(seed, STREAM_PAIRS, iteration),
+            sharing=c.sharing, stratified=c.stratified, shift=c.timestep_shift,
+        )
+        # Rank 0's draw is the truth: broadcast it so ranks agree even if a generator diverged.
+        comm = device if torch.distributed.is_initialized() and torch.distributed.get_backend() == "nccl" else "cpu"
+        t = broadcast_(pairs.t.to(comm))
+        noise = broadcast_(pairs.noise.to(comm))
+        pairs = TimestepNoisePairs(t, noise)
+        if pairs.t.dim() == 2:
+            pairs = pairs.select(sample_index.to(pairs.t.device))
+        return pairs.to(device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        adapter: ModelAdapter,
+        x0: torch.Tensor,
+        cond: Conditioning,
+        pairs: TimestepNoisePairs,
+    ) -> torch.Tensor:
+        """Velocity at every (sample, pair) of a chunk.
+
+        Args:
+            x0: [m, *latent] float32; cond: batch m; pairs: shared or already [m, K] rows.
+        Returns:
+            v: [m, K, *latent] in the denoiser's compute dtype.
+        """
+        m, k = x0.shape[0], pairs.num_pairs
+        z = noise_latents(x0, pairs.noise, pairs.t)
+        t = pairs.t.expand(m, k) if pairs.t.dim() == 1 else pairs.t
+        v = adapter.velocity(z.flatten(0, 1), t.reshape(-1), cond.repeat_interleave(k))
+        return v.unflatten(0, (m, k))
+
+    def terms(
+        self, v: torch.Tensor, x0: torch.Tensor, pairs: TimestepNoisePairs, v_old: torch.Tensor | None = None
+    ) -> ElboTerms:
+        """[m, K] float32 surrogate terms (fused op; no value checks in the hot loop).
+
+        v (and v_old) come in the model's compute dtype and are read in x0's dtype (float32), so
+        the surrogate of a bf16 model is still float32 arithmetic on float32 samples.
+        """
+        v = v.to(x0.dtype)
+        v_old = v_old.to(x0.dtype) if v_old is not None else None
+        return elbo_surrogate(
+            v, x0, pairs.noise.to(x0.dtype), pairs.t, v_old=v_old, weighting=self.cfg.weighting,
+            check_values=False,
+        )
+
+    # ------------------------------------------------------------------ behaviour scoring
+    @torch.no_grad()
+    def score_old(
+        self,
+        adapter: ModelAdapter,
+        x0: torch.Tensor,
+        cond: Conditioning,
+        pairs: TimestepNoisePairs,
+        chunks: list[slice],
+        skip: list[slice],
+    ) -> OldPolicy:
+        """No-grad pass of theta_old over `chunks` (the update's own chunks), except those in `skip`.
+
+        Args:
+            x0: [Bl, *latent]; cond: batch Bl; pairs: shared or [Bl, K] rows.
+        Returns:
+            OldPolicy with loss [Bl, K] (and v [Bl, K, *latent] when beta > 0).
+        """
+        bl, k = x0.shape[0], pairs.num_pairs
+        old = OldPolicy(
+            loss=torch.zeros(bl, k, device=x0.device),
+            v=None,
+            filled=torch.zeros(bl, dtype=torch.bool, device=x0.device),
+        )
+        skipped = {(s.start, s.stop) for s in skip}
+        for sl in chunks:
+            if (sl.start, sl.stop) in skipped:
+                continue
+            p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
+            v = self.forward(adapter, x0[sl], cond.index(sl), p)
+            self._store(old, sl, self.terms(v, x0[sl], p).loss, v)
+        return old
+
+    def _store(self, old: OldPolicy, sl: slice, loss: torch.Tensor, v: torch.Tensor) -> None:
+        old.loss[sl] = loss.detach()
+        if self.cfg.beta > 0:
+            if old.v is None:
+                old.v = torch.zeros(old.loss.shape[0], *v.shape[1:], dtype=v.dtype, device=v.device)
+            old.v[sl] = v.detach()
+        old.filled[sl] = True
+
+    # ------------------------------------------------------------------ update
+    def chunk_loss(
+        self,
+        adapter: ModelAdapter,
+        x0: torch.Tensor,
+        cond: Conditioning,
+        advantages: torch.Tensor,
+        pairs: TimestepNoisePairs,
+        old: OldPolicy,
+        sl: slice,
+        *,
+        take_old_from_self: bool,
+    ) -> tuple[PolicyLoss, torch.Tensor]:
+        """Policy loss of one chunk (mean over its samples) and its [m] surrogate L(x0).
+
+        `take_old_from_self`: this chunk's old values are its own detached forward (first
+        minibatch of an iteration with `reuse_first_surrogate`); they are stored for later passes.
+        """
+        c = self.cfg
+        p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
+        v = self.forward(adapter, x0[sl], cond.index(sl), p)
+        if take_old_from_self:
+            self._store(old, sl, torch.zeros_like(old.loss[sl]), v)  # v_old; loss filled below
+        v_old = old.v[sl] if (c.beta > 0 and old.v is not None) else None
+        terms = self.terms(v, x0[sl], p, v_old=v_old)
+        if take_old_from_self:
+            old.loss[sl] = terms.loss.detach()
+        out = vgrpo_policy_loss(
+            terms.loss,
+            old.loss[sl],
+            advantages[sl],
+            clip_range=c.clip_range if c.clip_range > 0 else None,
+            pair_kl=terms.kl,
+            beta=c.beta,
+        )
+        return out, terms.loss.detach().mean(1)

@@ -1,0 +1,374 @@
+"""Typed run configuration: dataclass sections, `--section.key=value` overrides, validation.
+
+Every field carries a docstring (the string literal after it); `docs/trainer.md` is the reference.
+`validate(config, world_size)` checks everything that can be checked without loading a model and
+raises one `ConfigError` listing every problem, so a bad command fails in a second, not after the
+model has loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending `section.key`."""
+
+
+@dataclass
+class JobConfig:
+    name: str = "shapes-cpu"
+    """Run name: the run folder is `<output_dir>/<name>`."""
+    output_dir: str = "runs"
+    """Parent folder of run folders."""
+    seed: int = 0
+    """Seed of every random stream (prompts, rollout noise, pairs, evaluation noise)."""
+    iterations: int = 100
+    """Number of V-GRPO iterations (one rollout batch each)."""
+    device: str = "auto"
+    """"auto" (cuda when available), "cpu" or "cuda"."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "shapes"
+    """Model adapter: "shapes" (the built-in world's tiny MMDiT)."""
+    path: str | None = None
+    """Weights folder; None = the weights shipped with the package."""
+    init: str = "pretrained"
+    """"pretrained" (load the weights) or "random" (same architecture, seeded random weights; for tests and smoke runs)."""
+    dtype: str = "float32"
+    """Parameter dtype of the loaded model: "float32" or "bfloat16" (bf16 compute on GPU is done by FSDP mixed precision instead)."""
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_iteration: int = 16
+    """Prompts per iteration (global, across all ranks); each gets `group_size` images."""
+    group_size: int = 8
+    """G: images per prompt; advantages are normalised within each group."""
+    steps: int = 8
+    """Deterministic ODE solver steps per image."""
+    solver: str = "dpm++2m"
+    """ODE solver: "euler", "heun" or "dpm++2m"."""
+    shift: float = 1.0
+    """Time shift of the sampling schedule (SD3 / FLUX style); 1 = none."""
+    cfg_scale: float = 1.0
+    """Classifier-free guidance scale for rollouts; 1 = no guidance (the V-GRPO default)."""
+    batch_size: int = 64
+    """Images per sampler call on each rank (memory knob; does not change results)."""
+    prompt_sampling: str = "category"
+    """How an iteration's prompts are drawn from the training set: "category" (a uniform category, then a prompt of it: every category trains equally) or "uniform" (distinct prompts uniformly)."""
+
+
+@dataclass
+class RewardConfig:
+    names: list[str] = field(default_factory=lambda: ["shapes"])
+    """Rewards to optimise, by registry name (`vgrpo.rewards.registry`): "shapes" (the built-in verifier), "jpeg_compressibility", "pickscore", "hpsv2", ..."""
+    paths: list[str] = field(default_factory=list)
+    """Per reward, its weights folder or endpoint URL ("none" for rewards that need none); default none for all."""
+    weights: list[float] = field(default_factory=list)
+    """One weight per reward (default 1 each); the advantage is the weighted sum of per-reward group-normalised advantages."""
+    std_eps: float = 1e-4
+    """Added to the group std when normalising advantages."""
+    soft_clip_eta: float = 0.0
+    """Advantage soft-clip eta (A <- eta tanh(A / eta)); 0 = off. 3 is typical for fully on-policy runs."""
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = "vgrpo"
+    """Policy-gradient strategy; "vgrpo" (ELBO surrogate, whole image = one action)."""
+    num_pairs: int = 4
+    """N_MC: timestep-noise pairs per sample for the ELBO surrogate."""
+    sharing: str = "batch"
+    """Pair sharing scope: "batch" (one set for all samples), "group" (per prompt) or "none"."""
+    stratified: bool = True
+    """Stratified timesteps: one t in each of N_MC equal chunks of the schedule."""
+    timestep_shift: float = 1.0
+    """Time shift applied to the pair timesteps."""
+    weighting: str = "adaptive"
+    """Surrogate weighting: "adaptive" (x-pred mse / sg(mae)), or the ablations "x", "v", "eps"."""
+    clip_range: float = 1e-2
+    """PPO ratio clip range epsilon; 0 = no clipping."""
+    beta: float = 0.0
+    """KL weight to the behaviour policy (stored x-predictions); 0 = off."""
+    mu: int = 1
+    """Passes over each rollout batch (PPO epochs)."""
+    minibatches: int = 4
+    """Optimizer steps per pass; the batch is split by prompt groups into this many minibatches."""
+    micro_batch: int = 0
+    """Samples per forward/backward on each rank (gradient accumulation); 0 = whole minibatch. The behaviour scoring pass uses the same chunks, so shapes match."""
+    reuse_first_surrogate: bool = True
+    """The first minibatch of each iteration takes its own detached surrogate as the old one (ratio exactly 1, no extra scoring for it)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.999
+    """AdamW beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm; 0 = off."""
+    warmup_steps: int = 0
+    """Linear learning-rate warmup in optimizer steps."""
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "lora"
+    """"lora" (peft adapters on attention/MLP linears) or "full"."""
+    lora_rank: int = 16
+    """LoRA rank r."""
+    lora_alpha: float = 32.0
+    """LoRA alpha (scale alpha / r)."""
+    lora_dropout: float = 0.0
+    """LoRA dropout."""
+    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    """Module name suffixes that get LoRA adapters."""
+
+
+@dataclass
+class ParallelConfig:
+    fsdp: str = "auto"
+    """FSDP2 (fully_shard per block and root): "auto" (on under torchrun with several ranks or on GPU), "on", "off"."""
+    mixed_precision: str = "auto"
+    """"auto" (bf16 params/compute with fp32 reductions on GPU, fp32 on CPU), "bf16" or "fp32"."""
+    compile: bool = False
+    """torch.compile each transformer block."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in backward (saves memory)."""
+    backend: str = "auto"
+    """Process-group backend: "auto" (nccl on GPU, gloo on CPU), "gloo" or "nccl"."""
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 25
+    """Save every this many iterations (and at the end); 0 = only at the end; -1 = never."""
+    keep_last: int = 2
+    """Keep this many most recent checkpoints."""
+    resume: str = "auto"
+    """"auto" (latest checkpoint in the run folder, if any), "none", or a checkpoint folder."""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 25
+    """Held-out evaluation every this many iterations (and before the first and after the last); 0 = only before/after; -1 = never."""
+    images_per_category: int = 32
+    """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval)."""
+    grid_images: int = 36
+    """Images in each saved PNG sample grid (one column per category)."""
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    """Write TensorBoard event files in the run folder."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+
+
+@dataclass
+class Config:
+    job: JobConfig = field(default_factory=JobConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def run_dir(self) -> Path:
+        return Path(self.job.output_dir) / self.job.name
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Config:
+        cfg = Config()
+        for section, values in data.items():
+            sec = _section(cfg, section)
+            for key, value in values.items():
+                _field_type(sec, section, key)
+                setattr(sec, key, value)
+        return cfg
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _section(cfg: Config, name: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cfg)]
+    if name not in names:
+        raise ConfigError(f"unknown config section {name!r}; sections are {names}")
+    return getattr(cfg, name)
+
+
+def _field_type(section_obj: Any, section: str, key: str) -> Any:
+    hints = typing.get_type_hints(type(section_obj))
+    if key not in hints:
+        raise ConfigError(f"unknown config key {section}.{key}; keys of [{section}] are {sorted(hints)}")
+    return hints[key]
+
+
+def _parse_value(text: str, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _parse_value(text, inner[0], where)
+    if origin is list:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        return [_parse_value(s, args[0], where) for s in items]
+    try:
+        if tp is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        if tp is str:
+            return text
+    except ValueError:
+        raise ConfigError(f"{where}: cannot parse {text!r} as {tp.__name__}") from None
+    raise ConfigError(f"{where}: unsupported field type {tp}")
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `--section.key=value` (or `section.key=value`) strings in order; lists are comma-separated."""
+    for item in overrides:
+        text = item[2:] if item.startswith("--") else item
+        if "=" not in text or "." not in text.split("=", 1)[0]:
+            raise ConfigError(f"override {item!r} must look like --section.key=value")
+        dotted, value = text.split("=", 1)
+        section, key = dotted.split(".", 1)
+        sec = _section(cfg, section)
+        tp = _field_type(sec, section, key)
+        setattr(sec, key, _parse_value(value, tp, dotted))
+    return cfg
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config, world_size: int = 1) -> None:
+    """Check the whole config (and its fit to `world_size` ranks); raise one ConfigError listing every problem."""
+    errors: list[str] = []
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            errors.append(message)
+
+    j, m, r, w, a, o = cfg.job, cfg.model, cfg.rollout, cfg.reward, cfg.algorithm, cfg.optim
+    need(j.iterations >= 1, f"job.iterations must be >= 1, got {j.iterations}")
+    need(j.device in ("auto", "cpu", "cuda"), f"job.device must be auto|cpu|cuda, got {j.device!r}")
+    need(bool(j.name) and "/" not in j.name, f"job.name must be a non-empty folder name, got {j.name!r}")
+    need(m.name in ("shapes",), f"model.name must be 'shapes', got {m.name!r}")
+    need(m.init in ("pretrained", "random"), f"model.init must be pretrained|random, got {m.init!r}")
+    need(m.path is None or Path(m.path).exists(), f"model.path {m.path!r} does not exist")
+    need(m.dtype in ("float32", "bfloat16"), f"model.dtype must be float32|bfloat16, got {m.dtype!r}")
+    need(r.prompts_per_iteration >= 1, f"rollout.prompts_per_iteration must be >= 1, got {r.prompts_per_iteration}")
+    need(r.group_size >= 2, f"rollout.group_size must be >= 2 (advantages need a group), got {r.group_size}")
+    need(r.steps >= 1, f"rollout.steps must be >= 1, got {r.steps}")
+    need(r.solver in ("euler", "heun", "dpm++2m"), f"rollout.solver must be euler|heun|dpm++2m, got {r.solver!r}")
+    need(r.shift > 0, f"rollout.shift must be > 0, got {r.shift}")
+    need(r.cfg_scale >= 1.0, f"rollout.cfg_scale must be >= 1 (1 = no guidance), got {r.cfg_scale}")
+    need(r.prompt_sampling in ("category", "uniform"), f"rollout.prompt_sampling must be category|uniform, got {r.prompt_sampling!r}")
+    need(r.batch_size >= 1, f"rollout.batch_size must be >= 1, got {r.batch_size}")
+    from vgrpo.rewards.registry import BUILDERS
+
+    known_rewards = sorted(BUILDERS)
+    need(bool(w.names), "reward.names must list at least one reward")
+    for name in w.names:
+        need(name in known_rewards, f"reward.names: unknown reward {name!r}; known: {known_rewards}")
+    need(len(set(w.names)) == len(w.names), f"reward.names has duplicates: {w.names}")
+    need(not w.weights or len(w.weights) == len(w.names),
+         f"reward.weights has {len(w.weights)} entries for {len(w.names)} rewards {w.names}")
+    need(not w.paths or len(w.paths) == len(w.names),
+         f"reward.paths has {len(w.paths)} entries for {len(w.names)} rewards {w.names}")
+    need(w.std_eps > 0, f"reward.std_eps must be > 0, got {w.std_eps}")
+    need(w.soft_clip_eta >= 0, f"reward.soft_clip_eta must be >= 0 (0 = off), got {w.soft_clip_eta}")
+    need(a.name in ("vgrpo",), f"algorithm.name must be 'vgrpo', got {a.name!r}")
+    need(a.num_pairs >= 1, f"algorithm.num_pairs (N_MC) must be >= 1, got {a.num_pairs}")
+    need(a.sharing in ("batch", "group", "none"), f"algorithm.sharing must be batch|group|none, got {a.sharing!r}")
+    need(a.timestep_shift > 0, f"algorithm.timestep_shift must be > 0, got {a.timestep_shift}")
+    need(a.weighting in ("adaptive", "x", "v", "eps"), f"algorithm.weighting must be adaptive|x|v|eps, got {a.weighting!r}")
+    need(0 <= a.clip_range < 1, f"algorithm.clip_range must be in [0, 1) (0 = off), got {a.clip_range}")
+    need(a.beta >= 0, f"algorithm.beta must be >= 0, got {a.beta}")
+    need(a.mu >= 1, f"algorithm.mu must be >= 1, got {a.mu}")
+    need(a.minibatches >= 1, f"algorithm.minibatches must be >= 1, got {a.minibatches}")
+    need(a.micro_batch >= 0, f"algorithm.micro_batch must be >= 0 (0 = whole minibatch), got {a.micro_batch}")
+    if r.prompts_per_iteration >= 1 and a.minibatches >= 1 and world_size >= 1:
+        per = world_size * a.minibatches
+        if r.prompts_per_iteration % per:
+            errors.append(
+                f"rollout.prompts_per_iteration ({r.prompts_per_iteration}) must be a multiple of "
+                f"world size x algorithm.minibatches ({world_size} x {a.minibatches} = {per}): every rank "
+                "takes whole prompt groups of every minibatch"
+            )
+        elif a.micro_batch > 0 and r.group_size >= 1:
+            local = r.prompts_per_iteration // per * r.group_size
+            if local % a.micro_batch:
+                errors.append(
+                    f"algorithm.micro_batch ({a.micro_batch}) must divide the per-rank minibatch of "
+                    f"{local} samples (prompts_per_iteration / (world x minibatches) x group_size)"
+                )
+    need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim.beta1/beta2 must be in [0, 1), got {o.beta1}, {o.beta2}")
+    need(o.eps > 0, f"optim.eps must be > 0, got {o.eps}")
+    need(o.max_grad_norm >= 0, f"optim.max_grad_norm must be >= 0 (0 = off), got {o.max_grad_norm}")
+    need(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+    f = cfg.finetune
+    need(f.mode in ("lora", "full"), f"finetune.mode must be lora|full, got {f.mode!r}")
+    if f.mode == "lora":
+        need(f.lora_rank >= 1, f"finetune.lora_rank must be >= 1, got {f.lora_rank}")
+        need(f.lora_alpha > 0, f"finetune.lora_alpha must be > 0, got {f.lora_alpha}")
+        need(0 <= f.lora_dropout < 1, f"finetune.lora_dropout must be in [0, 1), got {f.lora_dropout}")
+        need(bool(f.lora_targets), "finetune.lora_targets must name at least one module")
+    p = cfg.parallel
+    need(p.fsdp in ("auto", "on", "off"), f"parallel.fsdp must be auto|on|off, got {p.fsdp!r}")
+    need(p.mixed_precision in ("auto", "bf16", "fp32"), f"parallel.mixed_precision must be auto|bf16|fp32, got {p.mixed_precision!r}")
+    need(p.backend in ("auto", "gloo", "nccl"), f"parallel.backend must be auto|gloo|nccl, got {p.backend!r}")
+    need(not (p.fsdp == "off" and world_size > 1), f"parallel.fsdp=off needs a single process, world size is {world_size}")
+    c = cfg.checkpoint
+    need(c.every >= -1, f"checkpoint.every must be >= -1, got {c.every}")
+    need(c.keep_last >= 1, f"checkpoint.keep_last must be >= 1, got {c.keep_last}")
+    need(c.resume in ("auto", "none") or Path(c.resume).is_dir(),
+         f"checkpoint.resume must be auto|none or an existing checkpoint folder, got {c.resume!r}")
+    e = cfg.eval
+    need(e.every >= -1, f"eval.every must be >= -1, got {e.every}")
+    need(e.images_per_category >= 1, f"eval.images_per_category must be >= 1, got {e.images_per_category}")
+    need(e.grid_images >= 0, f"eval.grid_images must be >= 0, got {e.grid_images}")
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

@@ -1,0 +1,83 @@
+"""What a run writes for people: metrics.jsonl, TensorBoard events, GPU stats. Rank 0 only.
+
+Every record is one JSON line {"iteration": i, "kind": "train" | "eval", ...scalars}; TensorBoard
+gets the same scalars under `<kind>/<name>`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def gpu_stats(device: torch.device) -> dict[str, float]:
+    """Memory (GiB) and, when NVML is available, utilisation (%) of `device`; {} on CPU."""
+    if device.type != "cuda":
+        return {}
+    out = {
+        "gpu_mem_alloc_gib": torch.cuda.memory_allocated(device) / 2**30,
+        "gpu_mem_peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        "gpu_mem_reserved_gib": torch.cuda.memory_reserved(device) / 2**30,
+    }
+    try:  # NVML (pynvml / nvidia-ml-py) is optional
+        out["gpu_util_pct"] = float(torch.cuda.utilization(device))
+        out["gpu_mem_util_pct"] = float(torch.cuda.memory_usage(device))
+    except Exception:  # noqa: BLE001 - NVML missing or unsupported
+        pass
+    return out
+
+
+def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl file, optionally only those of one kind."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if kind is None or r.get("kind") == kind]
+
+
+class MetricsLogger:
+    """Appends records to `<run_dir>/metrics.jsonl` and TensorBoard (no-op on ranks > 0)."""
+
+    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = None
+        if enabled and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def truncate_from(self, iteration: int) -> None:
+        """Drop records of iterations >= `iteration` (they are redone after a resume)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        keep = [r for r in read_metrics(self.path) if r["iteration"] < iteration or (
+            r["kind"] == "eval" and r["iteration"] == iteration)]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+    def log(self, iteration: int, kind: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"iteration": iteration, "kind": kind}
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                v = str(v)
+            record[k] = v
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k not in ("iteration", "kind") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"{kind}/{k}", v, iteration)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()

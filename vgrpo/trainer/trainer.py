@@ -1,0 +1,370 @@
+"""The V-GRPO training loop: `Trainer.train()` runs iterations, `train_step()` is one iteration.
+
+One iteration (method.md section 5):
+  1. prompts (seeded by iteration), G images each with a deterministic ODE solver (`rollout`);
+  2. rewards (failures isolated, invalid samples get advantage 0) and group advantages;
+  3. group-shared stratified timestep-noise pairs, drawn on rank 0 and broadcast;
+  4. one no-grad scoring pass of the behaviour policy over the update's own chunks;
+  5. mu passes of `minibatches` optimizer steps, gradient accumulation over micro chunks.
+A step whose gradient norm is NaN/inf is skipped and counted; parameters, and therefore
+checkpoints, never see it. Metrics stay on the device until one packed reduction per iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.distributed.tensor import DTensor
+
+from vgrpo.algorithms import build_algorithm
+from vgrpo.models.base import ModelAdapter
+from vgrpo.objective import group_advantages, surrogate_cv
+from vgrpo.rewards.base import RewardSet
+from vgrpo.trainer.checkpoint import Checkpointer
+from vgrpo.trainer.config import Config, validate
+from vgrpo.trainer.distributed import (
+    STREAM_PROMPTS,
+    World,
+    all_reduce_mean,
+    barrier,
+    generator,
+    init_distributed,
+)
+from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
+from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
+from vgrpo.trainer.parallelize import apply_finetune_mode, parallelize
+from vgrpo.trainer.rollout import local_prompt_indices, rollout
+
+log = logging.getLogger(__name__)
+
+
+def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
+    """The model adapter named by `cfg.model` (weights loaded or seeded random)."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.model.dtype]
+    if cfg.model.name == "shapes":
+        from vgrpo.models.shapes import ShapesAdapter
+
+        if cfg.model.init == "random":
+            return ShapesAdapter.random(seed=cfg.job.seed).to(device, dtype)
+        return ShapesAdapter.from_pretrained(cfg.model.path, device=device, dtype=dtype)
+    raise ValueError(f"unknown model {cfg.model.name!r}")
+
+
+def build_rewards(cfg: Config, device: torch.device | str = "cpu") -> RewardSet:
+    """The RewardSet named by `cfg.reward` (built through the reward registry)."""
+    from vgrpo.rewards.registry import RewardSpec, build_reward_set
+
+    w = cfg.reward
+    paths = [None if p in ("", "none") else p for p in w.paths] or [None] * len(w.names)
+    weights = list(w.weights) or [1.0] * len(w.names)
+    return build_reward_set(
+        [RewardSpec(n, weight=wt, path=p) for n, wt, p in zip(w.names, weights, paths)], device=device
+    )
+
+
+class Trainer:
+    """Owns the model, optimizer, rewards, strategy, checkpoints and logs of one run.
+
+    `adapter_factory(cfg, device)` and `reward_factory(cfg, device)` replace the built-in model and reward
+    construction (used by tests and by model plug-ins outside the registry).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        adapter_factory: Callable[[Config, torch.device], ModelAdapter] | None = None,
+        reward_factory: Callable[[Config, torch.device], RewardSet] | None = None,
+    ):
+        self.world: World = init_distributed(cfg.job.device, cfg.parallel.backend)
+        validate(cfg, self.world.world_size)
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir()
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.json")
+        barrier()
+        torch.manual_seed(cfg.job.seed)  # same LoRA init on every rank and world size
+        self.adapter = (adapter_factory or build_adapter)(cfg, self.world.device)
+        apply_finetune_mode(self.adapter.denoiser, cfg.finetune)
+        self.fsdp = parallelize(self.adapter, cfg.parallel, self.world)
+        self.params = [p for p in self.adapter.denoiser.parameters() if p.requires_grad]
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay
+        )
+        warmup = o.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
+        )
+        self.rewards = (reward_factory or build_rewards)(cfg, self.world.device)
+        self.algorithm = build_algorithm(cfg.algorithm)
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=cfg.logging.tensorboard)
+        from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category
+
+        self.train_by_category = train_prompts_by_category()
+        self.train_prompts = [p for ps in self.train_by_category.values() for p in ps]
+        self.heldout = eval_prompts(heldout_prompts_by_category(), cfg.eval.images_per_category)
+        self.iteration = 0
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ prompts
+    def iteration_prompts(self, iteration: int) -> list[str]:
+        """The iteration's P global prompts (a function of seed and iteration only)."""
+        r, g = self.cfg.rollout, generator(self.cfg.job.seed, STREAM_PROMPTS, iteration)
+        if r.prompt_sampling == "uniform":
+            n = len(self.train_prompts)
+            order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(r.prompts_per_iteration / n))])
+            return [self.train_prompts[i] for i in order[: r.prompts_per_iteration].tolist()]
+        cats = list(self.train_by_category.values())
+        out = []
+        for _ in range(r.prompts_per_iteration):
+            ps = cats[int(torch.randint(len(cats), (1,), generator=g))]
+            out.append(ps[int(torch.randint(len(ps), (1,), generator=g))])
+        return out
+
+    # ------------------------------------------------------------------ one iteration
+    def train_step(self, iteration: int) -> dict[str, float]:
+        """Run one iteration; returns globally reduced metrics (floats)."""
+        cfg, r, a, world = self.cfg, self.cfg.rollout, self.cfg.algorithm, self.world
+        device, g = world.device, r.group_size
+        t0 = time.perf_counter()
+
+        prompts = self.iteration_prompts(iteration)
+        mine = local_prompt_indices(len(prompts), world.world_size, world.rank, a.minibatches)
+        batch = rollout(
+            self.adapter, [prompts[i] for i in mine], mine, iteration=iteration, seed=cfg.job.seed,
+            group_size=g, steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale,
+            batch_size=r.batch_size,
+        )
+        t_rollout = time.perf_counter()
+
+        images = self.adapter.decode(batch.x0).float().clamp(0, 1)
+        scores = self.rewards(images, batch.prompts)
+        weights = self.rewards.weights
+        adv = group_advantages(
+            scores.scores, g, weights=weights, valid=scores.valid, std_eps=cfg.reward.std_eps,
+            soft_clip_eta=cfg.reward.soft_clip_eta or None,
+        ).to(device)
+        total = torch.nan_to_num(scores.scores, nan=0.0) @ torch.tensor(weights, dtype=torch.float32)
+        valid = scores.valid.float()
+        reward_sums = torch.cat([
+            torch.stack([(total * valid).sum(), (total.square() * valid).sum(), valid.sum(),
+                         torch.tensor(float(valid.numel()))]),
+            (torch.nan_to_num(scores.scores, nan=0.0) * valid[:, None]).sum(0),
+        ])
+        reward_sums = all_reduce_mean(reward_sums) * world.world_size
+        t_reward = time.perf_counter()
+
+        pairs = self.algorithm.draw_pairs(
+            seed=cfg.job.seed, iteration=iteration, num_samples=len(prompts) * g, group_size=g,
+            latent_shape=tuple(self.adapter.latent_shape), sample_index=batch.sample_index, device=device,
+        )
+        update_metrics = {}
+        if float(reward_sums[2]) == 0.0:
+            log.warning("iteration %d: no sample has a valid reward; skipping its update", iteration)
+            skipped_iteration = 1.0
+        else:
+            skipped_iteration = 0.0
+            update_metrics = self._update(batch, adv, pairs)
+        t_update = time.perf_counter()
+
+        s_sum, s_sq, n_valid, n_all = (float(v) for v in reward_sums[:4])
+        mean = s_sum / max(n_valid, 1.0)
+        out = {
+            "reward_mean": mean,
+            "reward_std": math.sqrt(max(s_sq / max(n_valid, 1.0) - mean * mean, 0.0)),
+            "valid_fraction": n_valid / n_all,
+            "skipped_iteration": skipped_iteration,
+            **{f"reward/{n}": float(v) / max(n_valid, 1.0) for n, v in zip(scores.names, reward_sums[4:])},
+            **update_metrics,
+            "lr": self.scheduler.get_last_lr()[0],
+            "optimizer_steps": self.step,
+            "time_rollout_s": t_rollout - t0,
+            "time_reward_s": t_reward - t_rollout,
+            "time_update_s": t_update - t_reward,
+            "rollout_images_per_s": len(prompts) * g / max(t_rollout - t0, 1e-9),
+            "update_samples_per_s": len(prompts) * g * a.mu / max(t_update - t_reward, 1e-9),
+            **gpu_stats(device),
+        }
+        return out
+
+    def _update(self, batch, adv: torch.Tensor, pairs) -> dict[str, float]:
+        """Behaviour scoring, then mu x minibatches optimizer steps; returns reduced metrics."""
+        a, algo, adapter = self.cfg.algorithm, self.algorithm, self.adapter
+        bl = batch.size
+        local_mb = bl // a.minibatches
+        micro = a.micro_batch or local_mb
+        mb_chunks = [
+            [slice(s, s + micro) for s in range(m * local_mb, (m + 1) * local_mb, micro)]
+            for m in range(a.minibatches)
+        ]
+        all_chunks = [c for cs in mb_chunks for c in cs]
+        reuse = a.reuse_first_surrogate
+        t0 = time.perf_counter()
+        old = algo.score_old(adapter, batch.x0, batch.cond, pairs, all_chunks, mb_chunks[0] if reuse else [])
+        t_score = time.perf_counter() - t0
+
+        means: dict[str, list[torch.Tensor]] = {}
+        maxes: dict[str, list[torch.Tensor]] = {}
+        first_ratio, surrogate0 = [], []
+        grad_norms, skipped = [], 0
+        max_norm = self.cfg.optim.max_grad_norm or float("inf")
+        for epoch in range(a.mu):
+            for m, chunks in enumerate(mb_chunks):
+                first = epoch == 0 and m == 0
+                self.optimizer.zero_grad(set_to_none=True)
+                for ci, sl in enumerate(chunks):
+                    if self.fsdp:
+                        adapter.denoiser.set_requires_gradient_sync(ci == len(chunks) - 1)
+                    pl, surrogate = algo.chunk_loss(
+                        adapter, batch.x0, batch.cond, adv, pairs, old, sl, take_old_from_self=first and reuse
+                    )
+                    (pl.loss * ((sl.stop - sl.start) / local_mb)).backward()
+                    ratio = pl.ratio.detach()
+                    if first:
+                        first_ratio.append(ratio)
+                    if epoch == 0:
+                        surrogate0.append(surrogate)
+                    for k in ("clip_fraction", "policy_loss", "kl", "log_ratio_std"):
+                        if k in pl.metrics:
+                            means.setdefault(k, []).append(pl.metrics[k])
+                    means.setdefault("ratio_mean", []).append(ratio.mean())
+                    maxes.setdefault("ratio_max", []).append(ratio.max())
+                    maxes.setdefault("neg_ratio_min", []).append(-ratio.min())
+                norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+                if isinstance(norm, DTensor):
+                    norm = norm.full_tensor()
+                if bool(torch.isfinite(norm)):  # one sync per optimizer step
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.step += 1
+                    grad_norms.append(norm.detach())
+                else:
+                    log.warning("non-finite gradient norm (%s); optimizer step skipped", float(norm))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+        fr = torch.cat(first_ratio)
+        maxes["ratio_first_absdev"] = [(fr - 1.0).abs().max()]
+        cv = surrogate_cv(torch.cat(surrogate0), batch.group_size)
+        means["surrogate_mean"] = [torch.cat(surrogate0).mean()]
+        means["surrogate_cv"] = [cv["cv"]]
+        means["surrogate_cv_within_group"] = [cv["cv_within_group"]]
+        if grad_norms:
+            means["grad_norm"] = [torch.stack(grad_norms).float().mean()]
+        means["skipped_steps"] = [torch.tensor(float(skipped))]
+        return self._reduce(means, maxes, extra={"time_score_s": t_score})
+
+    def _reduce(self, means, maxes, extra) -> dict[str, float]:
+        """Average `means` and max-reduce `maxes` over chunks and ranks in two packed collectives."""
+        mk, xk = sorted(means), sorted(maxes)
+        mv = torch.stack([torch.stack([v.float().cpu() for v in means[k]]).mean() for k in mk])
+        xv = torch.stack([torch.stack([v.float().cpu() for v in maxes[k]]).max() for k in xk])
+        mv = all_reduce_mean(mv)
+        if self.world.distributed:
+            xv = xv.clone()
+            torch.distributed.all_reduce(xv, op=torch.distributed.ReduceOp.MAX)
+        out = dict(zip(mk, mv.tolist()))
+        for k, v in zip(xk, xv.tolist()):
+            if k.startswith("neg_"):
+                out[k[4:]] = -v
+            else:
+                out[k] = v
+        out["skipped_steps"] = out["skipped_steps"] * self.world.world_size
+        out.update(extra)
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, iteration: int) -> dict[str, float]:
+        cfg, r = self.cfg, self.cfg.rollout
+        t0 = time.perf_counter()
+        metrics, grid = evaluate(
+            self.adapter, self.heldout, self.world, seed=cfg.job.seed, steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale,
+            batch_size=r.batch_size, grid_images=cfg.eval.grid_images,
+        )
+        if self.world.is_main:
+            metrics["time_eval_s"] = time.perf_counter() - t0
+            self.logger.log(iteration, "eval", metrics)
+            (self.run_dir / "eval").mkdir(exist_ok=True)
+            (self.run_dir / "eval" / f"iter-{iteration:06d}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            if grid is not None:
+                save_grid(grid, self.run_dir / "samples" / f"iter-{iteration:06d}.png",
+                          columns=len(self.train_by_category))
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path | None:
+        state = {"iteration": self.iteration, "step": self.step, "scheduler": self.scheduler.state_dict()}
+        return self.checkpointer.save(self.iteration, self.adapter.denoiser, self.optimizer, state, self.cfg.to_dict())
+
+    def maybe_resume(self) -> None:
+        """Restore the checkpoint named by `checkpoint.resume` ("auto": the latest, if any)."""
+        self.checkpointer.remove_partial()
+        choice = self.cfg.checkpoint.resume
+        path = None if choice == "none" else (self.checkpointer.latest() if choice == "auto" else Path(choice))
+        if path is None:
+            if self.world.is_main and self.logger.path.exists():
+                self.logger.path.unlink()  # a fresh run starts a fresh log
+            return
+        state = self.checkpointer.load(path, self.adapter.denoiser, self.optimizer)
+        self.iteration, self.step = int(state["iteration"]), int(state["step"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.logger.truncate_from(self.iteration)
+        log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    # ------------------------------------------------------------------ the loop
+    def _due(self, every: int, iteration: int) -> bool:
+        last = iteration == self.cfg.job.iterations
+        return every >= 0 and (last or (every > 0 and iteration % every == 0))
+
+    def train(self) -> dict[str, Any]:
+        """Run (or resume) the configured iterations; returns a summary (rank 0)."""
+        cfg = self.cfg
+        self.maybe_resume()
+        t_start = time.perf_counter()
+        if self.iteration == 0 and cfg.eval.every >= 0:
+            self.evaluate(0)
+        bar = None
+        if self.world.is_main and cfg.logging.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.job.iterations, initial=self.iteration, desc="v-grpo", dynamic_ncols=True)
+        while self.iteration < cfg.job.iterations:
+            metrics = self.train_step(self.iteration)
+            self.logger.log(self.iteration, "train", metrics)
+            self.history.append(metrics)
+            self.iteration += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['reward_mean']:.3f}",
+                    ratio=f"[{metrics.get('ratio_min', 1):.4f},{metrics.get('ratio_max', 1):.4f}]",
+                    clip=f"{metrics.get('clip_fraction', 0):.2f}",
+                )
+            if self._due(cfg.eval.every, self.iteration):
+                ev = self.evaluate(self.iteration)
+                if bar is not None and ev:
+                    bar.write(f"iteration {self.iteration}: held-out score {ev['score/overall']:.3f} "
+                              f"accuracy {ev['accuracy/overall']:.3f}")
+            if self._due(cfg.checkpoint.every, self.iteration):
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        summary: dict[str, Any] = {"wall_time_s": time.perf_counter() - t_start, "iterations": self.iteration}
+        if self.world.is_main:
+            records = read_metrics(self.logger.path)
+            plot_reward_curve(records, self.run_dir / "reward_curve.png")
+            evals = [r for r in records if r["kind"] == "eval"]
+            if evals:
+                summary["eval_first"], summary["eval_last"] = evals[0], evals[-1]
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.logger.close()
+        return summary
