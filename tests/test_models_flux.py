@@ -112,18 +112,21 @@ def test_euler_sample_matches_flux_pipeline(adapter, flux_dir):
     torch.testing.assert_close(images, (pipe_images * 0.5 + 0.5).clamp(0, 1), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.slow
 def test_two_vgrpo_iterations_through_the_trainer(flux_dir, tmp_path):
-    """The FLUX adapter plugs into the shared trainer unchanged: 2 iterations, LoRA, finite updates."""
-    from tests.trainer_helpers import color_rewards, tiny_config
+    """Through the shared trainer from its config (model.name=flux, a prompt file): 2 iterations, LoRA."""
+    from tests.trainer_setups import color_rewards, tiny_config
     from vgrpo.trainer.trainer import Trainer
 
-    def factory(cfg, device):
-        return build_adapter("flux", str(flux_dir), device=device, dtype=torch.float32,
-                             resolution=RESOLUTION, max_sequence_length=T5_LENGTH)
-
-    cfg = tiny_config(tmp_path, algorithm={"mu": 2, "minibatches": 1}, finetune={"mode": "lora"})
-    trainer = Trainer(cfg, adapter_factory=factory, reward_factory=color_rewards)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a cat\na red bicycle leaning on a wall\n")
+    cfg = tiny_config(
+        tmp_path, algorithm={"mu": 2, "minibatches": 1}, finetune={"mode": "lora"},
+        model={"name": "flux", "path": str(flux_dir), "init": "pretrained", "resolution": RESOLUTION,
+               "max_sequence_length": T5_LENGTH},
+        rollout={"prompt_file": str(prompts)},
+    )
+    trainer = Trainer(cfg, reward_factory=color_rewards)  # the adapter comes from cfg.model
+    assert set(trainer.train_prompts) == {"a photo of a cat", "a red bicycle leaning on a wall"}
     trainer.train()
     assert trainer.iteration == 2 and len(trainer.history) == 2
     assert all(torch.isfinite(torch.tensor(h["grad_norm"])) and h["grad_norm"] > 0 for h in trainer.history)

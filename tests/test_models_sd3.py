@@ -102,20 +102,26 @@ def test_without_t5_the_t5_tokens_are_zero(sd3_dir):
     assert hidden.shape == (2, 77 + T5_LENGTH, 48) and torch.all(hidden[:, 77:] == 0)
 
 
-@pytest.mark.slow
-def test_two_vgrpo_iterations_through_the_trainer(sd3_dir, tmp_path):
-    """The SD3 adapter plugs into the shared trainer unchanged: 2 iterations, LoRA, finite updates."""
-    from tests.trainer_helpers import color_rewards, tiny_config
-    from vgrpo.trainer.trainer import Trainer
+def test_two_vgrpo_iterations_from_the_command_line(sd3_dir, tmp_path):
+    """`python -m vgrpo.train --preset=sd35m-stage1 --model.path=...`, shrunk to a tiny run."""
+    import json
 
-    def factory(cfg, device):
-        return build_adapter("sd3", str(sd3_dir), device=device, dtype=torch.float32,
-                             resolution=RESOLUTION, max_sequence_length=T5_LENGTH)
+    from vgrpo.train import main
 
-    cfg = tiny_config(tmp_path, algorithm={"mu": 2, "minibatches": 1}, finetune={"mode": "lora"})
-    trainer = Trainer(cfg, adapter_factory=factory, reward_factory=color_rewards)
-    trainer.train()
-    assert trainer.iteration == 2 and len(trainer.history) == 2
-    assert all(torch.isfinite(torch.tensor(h["grad_norm"])) and h["grad_norm"] > 0 for h in trainer.history)
-    lora_b = [p for n, p in trainer.adapter.denoiser.named_parameters() if "lora_B" in n]
-    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # zero-initialised LoRA B moved: updates happened
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a cat\na red bicycle leaning on a wall\n")
+    code = main([
+        "--preset=sd35m-stage1", f"--model.path={sd3_dir}", f"--model.resolution={RESOLUTION}",
+        f"--model.max_sequence_length={T5_LENGTH}", "--model.dtype=float32", f"--rollout.prompt_file={prompts}",
+        "--rollout.steps=2", "--rollout.group_size=4", "--rollout.prompts_per_iteration=2",
+        "--algorithm.num_pairs=2", "--reward.names=jpeg_compressibility", "--job.iterations=2",
+        f"--job.output_dir={tmp_path}", "--job.device=cpu", "--parallel.mixed_precision=fp32",
+        "--checkpoint.every=-1", "--logging.tensorboard=false", "--logging.progress=false",
+    ])
+    assert code == 0
+    run = tmp_path / "sd35m-stage1"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 2 and all(r["ratio_first_absdev"] == 0.0 for r in train)
+    assert all(r["grad_norm"] > 0 for r in train)
+    assert json.loads((run / "config.json").read_text())["finetune"]["lora_rank"] == 32

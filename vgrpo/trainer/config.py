@@ -38,13 +38,23 @@ class JobConfig:
 @dataclass
 class ModelConfig:
     name: str = "shapes"
-    """Model adapter: "shapes" (the built-in world's tiny MMDiT)."""
+    """Model adapter: "shapes" (the built-in world's tiny MMDiT), "flux" (FLUX.1-dev) or "sd3" (SD 3.5), see vgrpo.models.registry."""
     path: str | None = None
-    """Weights folder; None = the weights shipped with the package."""
+    """Weights folder (a diffusers-format directory for flux / sd3); None = the shapes weights shipped with the package."""
     init: str = "pretrained"
     """"pretrained" (load the weights) or "random" (same architecture, seeded random weights; for tests and smoke runs)."""
     dtype: str = "float32"
     """Parameter dtype of the loaded model: "float32" or "bfloat16" (bf16 compute on GPU is done by FSDP mixed precision instead)."""
+    resolution: int | None = None
+    """Image side in pixels for flux / sd3 (None = the family's default: 1024 / 512)."""
+    guidance: float | None = None
+    """FLUX distilled-guidance embedding value (None = 3.5)."""
+    max_sequence_length: int | None = None
+    """T5 tokens per prompt for flux / sd3 (None = 512 / 256)."""
+    use_t5: bool | None = None
+    """SD3: encode prompts with T5-XXL too (None = yes; no = zeros, as the pipeline does)."""
+    offload: bool | None = None
+    """Keep text encoders and VAE on the CPU between uses (None = on for GPU runs)."""
 
 
 @dataclass
@@ -63,6 +73,8 @@ class RolloutConfig:
     """Classifier-free guidance scale for rollouts; 1 = no guidance (the V-GRPO default)."""
     batch_size: int = 64
     """Images per sampler call on each rank (memory knob; does not change results)."""
+    prompt_file: str | None = None
+    """Training prompts, one per line; None = the built-in shapes world's training split."""
     prompt_sampling: str = "category"
     """How an iteration's prompts are drawn from the training set: "category" (a uniform category, then a prompt of it: every category trains equally) or "uniform" (distinct prompts uniformly)."""
 
@@ -153,6 +165,10 @@ class ParallelConfig:
     """Recompute each block's activations in backward (saves memory)."""
     backend: str = "auto"
     """Process-group backend: "auto" (nccl on GPU, gloo on CPU), "gloo" or "nccl"."""
+    fp8: bool = False
+    """FP8 training of the denoiser's linear layers via torchao (embedders, modulation and final projection stay high precision); emulated off CUDA."""
+    attention: str = "sdpa"
+    """Attention backend of the denoiser: "sdpa" (PyTorch) or "flash" (flash-attn, the `flash` extra)."""
 
 
 @dataclass
@@ -293,7 +309,14 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(j.iterations >= 1, f"job.iterations must be >= 1, got {j.iterations}")
     need(j.device in ("auto", "cpu", "cuda"), f"job.device must be auto|cpu|cuda, got {j.device!r}")
     need(bool(j.name) and "/" not in j.name, f"job.name must be a non-empty folder name, got {j.name!r}")
-    need(m.name in ("shapes",), f"model.name must be 'shapes', got {m.name!r}")
+    need(m.name in ("shapes", "flux", "sd3"), f"model.name must be shapes|flux|sd3, got {m.name!r}")
+    need(m.name == "shapes" or m.path is not None,
+         f"model.path must name the local diffusers directory of model.name={m.name!r}")
+    need(m.name == "shapes" or m.init == "pretrained", f"model.init=random exists only for the shapes model")
+    need(m.resolution is None or (m.resolution > 0 and m.resolution % 16 == 0),
+         f"model.resolution must be a positive multiple of 16, got {m.resolution}")
+    need(r.prompt_file is None or Path(r.prompt_file).is_file(),
+         f"rollout.prompt_file {r.prompt_file!r} is not a file")
     need(m.init in ("pretrained", "random"), f"model.init must be pretrained|random, got {m.init!r}")
     need(m.path is None or Path(m.path).exists(), f"model.path {m.path!r} does not exist")
     need(m.dtype in ("float32", "bfloat16"), f"model.dtype must be float32|bfloat16, got {m.dtype!r}")
@@ -360,6 +383,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(p.fsdp in ("auto", "on", "off"), f"parallel.fsdp must be auto|on|off, got {p.fsdp!r}")
     need(p.mixed_precision in ("auto", "bf16", "fp32"), f"parallel.mixed_precision must be auto|bf16|fp32, got {p.mixed_precision!r}")
     need(p.backend in ("auto", "gloo", "nccl"), f"parallel.backend must be auto|gloo|nccl, got {p.backend!r}")
+    need(p.attention in ("sdpa", "flash"), f"parallel.attention must be sdpa|flash, got {p.attention!r}")
     need(not (p.fsdp == "off" and world_size > 1), f"parallel.fsdp=off needs a single process, world size is {world_size}")
     c = cfg.checkpoint
     need(c.every >= -1, f"checkpoint.every must be >= -1, got {c.every}")

@@ -53,6 +53,19 @@ def apply_finetune_mode(denoiser: nn.Module, cfg: FinetuneConfig) -> list[nn.Par
     return params
 
 
+def apply_speed_switches(denoiser: nn.Module, cfg: ParallelConfig, device: torch.device) -> None:
+    """FP8 linear layers (torchao; emulated off CUDA) and the attention backend, before LoRA."""
+    if cfg.fp8:
+        from vgrpo.accel.fp8 import convert_to_fp8
+
+        converted = convert_to_fp8(denoiser, emulate=device.type != "cuda")
+        log.info("fp8: %d linear layers converted", len(converted))
+    if cfg.attention != "sdpa":
+        from vgrpo.accel.attention import set_attention_backend
+
+        set_attention_backend(denoiser, cfg.attention)
+
+
 def uses_fsdp(cfg: ParallelConfig, world: World) -> bool:
     if cfg.fsdp == "on":
         return True

@@ -44,7 +44,33 @@ def shapes_gpu() -> Config:
     return cfg
 
 
+def _recipe(name: str) -> Config:
+    """A model recipe of `vgrpo.models.recipes` on top of the defaults. The held-out verifier
+    belongs to the built-in world, so periodic evaluation is off: score checkpoints with
+    `python -m vgrpo.evaluate --run <run> --prompts <file> --rewards ...` instead."""
+    from vgrpo.models.recipes import RECIPES
+
+    cfg = Config()
+    for dotted, value in RECIPES[name].items():
+        section, key = dotted.split(".", 1)
+        setattr(getattr(cfg, section), key, list(value) if isinstance(value, list) else value)
+    cfg.eval.every = -1
+    return cfg
+
+
+def flux_dev() -> Config:
+    """FLUX.1-dev, the paper's setting: DPM-Solver++ 16-step rollouts, N_MC 4, ratio clipping."""
+    return _recipe("flux-dev")
+
+
+def sd35m_stage1() -> Config:
+    """SD 3.5 Medium stage 1: 40-step ODE without CFG, LoRA r32/a64, lr 3e-4, one step per rollout, eta 3."""
+    return _recipe("sd35m-stage1")
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
+    "flux-dev": flux_dev,
+    "sd35m-stage1": sd35m_stage1,
     "shapes-cpu": shapes_cpu,
     "shapes-cpu-full": shapes_cpu_full,
     "shapes-gpu": shapes_gpu,

@@ -38,22 +38,46 @@ from vgrpo.trainer.distributed import (
 )
 from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
-from vgrpo.trainer.parallelize import apply_finetune_mode, parallelize
+from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.rollout import local_prompt_indices, rollout
 
 log = logging.getLogger(__name__)
 
 
 def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
-    """The model adapter named by `cfg.model` (weights loaded or seeded random)."""
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.model.dtype]
-    if cfg.model.name == "shapes":
+    """The model adapter named by `cfg.model` (weights loaded or seeded random).
+
+    flux / sd3 go through `vgrpo.models.registry.build_adapter`, which checks the directory and the
+    memory need (sharded over the process group, LoRA or full fine-tuning) before loading.
+    """
+    m = cfg.model
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[m.dtype]
+    if m.name == "shapes" and m.init == "random":
         from vgrpo.models.shapes import ShapesAdapter
 
-        if cfg.model.init == "random":
-            return ShapesAdapter.random(seed=cfg.job.seed).to(device, dtype)
-        return ShapesAdapter.from_pretrained(cfg.model.path, device=device, dtype=dtype)
-    raise ValueError(f"unknown model {cfg.model.name!r}")
+        return ShapesAdapter.random(seed=cfg.job.seed).to(device, dtype)
+    from vgrpo.models.registry import build_adapter as build_from_registry
+
+    if m.name == "shapes":
+        return build_from_registry("shapes", m.path, device=device, dtype=dtype)
+    shards = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    return build_from_registry(
+        m.name, m.path, device=device, dtype=dtype, resolution=m.resolution, guidance=m.guidance,
+        max_sequence_length=m.max_sequence_length, use_t5=m.use_t5, offload=m.offload,
+        finetune=cfg.finetune.mode, shards=shards,
+    )
+
+
+def training_prompts(cfg: Config) -> dict[str, list[str]]:
+    """Training prompts by category: the shapes world's split, or {"file": lines of rollout.prompt_file}."""
+    if cfg.rollout.prompt_file is None:
+        from vgrpo.world.prompts import train_prompts_by_category
+
+        return train_prompts_by_category()
+    lines = [ln.strip() for ln in Path(cfg.rollout.prompt_file).read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"rollout.prompt_file {cfg.rollout.prompt_file} holds no prompts")
+    return {"file": lines}
 
 
 def build_rewards(cfg: Config, device: torch.device | str = "cpu") -> RewardSet:
@@ -92,6 +116,7 @@ class Trainer:
         barrier()
         torch.manual_seed(cfg.job.seed)  # same LoRA init on every rank and world size
         self.adapter = (adapter_factory or build_adapter)(cfg, self.world.device)
+        apply_speed_switches(self.adapter.denoiser, cfg.parallel, self.world.device)
         apply_finetune_mode(self.adapter.denoiser, cfg.finetune)
         self.fsdp = parallelize(self.adapter, cfg.parallel, self.world)
         self.params = [p for p in self.adapter.denoiser.parameters() if p.requires_grad]
@@ -107,11 +132,13 @@ class Trainer:
         self.algorithm = build_algorithm(cfg.algorithm)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
         self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=cfg.logging.tensorboard)
-        from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category
+        from vgrpo.world.prompts import heldout_prompts_by_category
 
-        self.train_by_category = train_prompts_by_category()
+        self.train_by_category = training_prompts(cfg)
         self.train_prompts = [p for ps in self.train_by_category.values() for p in ps]
-        self.heldout = eval_prompts(heldout_prompts_by_category(), cfg.eval.images_per_category)
+        heldout_by_category = heldout_prompts_by_category()
+        self.grid_columns = len(heldout_by_category)
+        self.heldout = eval_prompts(heldout_by_category, cfg.eval.images_per_category)
         self.iteration = 0
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -297,7 +324,7 @@ class Trainer:
             (self.run_dir / "eval" / f"iter-{iteration:06d}.json").write_text(json.dumps(metrics, indent=2) + "\n")
             if grid is not None:
                 save_grid(grid, self.run_dir / "samples" / f"iter-{iteration:06d}.png",
-                          columns=len(self.train_by_category))
+                          columns=self.grid_columns)
         return metrics
 
     # ------------------------------------------------------------------ checkpoints

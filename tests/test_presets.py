@@ -1,0 +1,30 @@
+"""Model presets: the paper's FLUX.1-dev and SD 3.5 M recipes resolve and validate before any load."""
+
+import pytest
+
+from vgrpo.models.recipes import FLUX_DEV_RECIPE, SD35M_STAGE1_RECIPE
+from vgrpo.trainer.config import ConfigError, validate
+from vgrpo.trainer.presets import load_config
+
+
+@pytest.mark.parametrize("preset,recipe", [("flux-dev", FLUX_DEV_RECIPE), ("sd35m-stage1", SD35M_STAGE1_RECIPE)])
+def test_recipe_presets_carry_the_recipe_and_validate_with_a_model_path(preset, recipe, tmp_path):
+    cfg = load_config(preset, [f"--model.path={tmp_path}"])
+    for dotted, value in recipe.items():
+        section, key = dotted.split(".", 1)
+        assert getattr(getattr(cfg, section), key) == value, dotted
+    assert cfg.eval.every == -1
+    validate(cfg, world_size=1)
+
+
+def test_recipe_preset_without_model_path_fails_before_loading():
+    with pytest.raises(ConfigError, match="model.path must name the local diffusers directory"):
+        validate(load_config("sd35m-stage1"))
+
+
+def test_speed_switches_and_prompt_file_are_validated(tmp_path):
+    cfg = load_config("shapes-cpu", ["--parallel.attention=xformers", f"--rollout.prompt_file={tmp_path}/none.txt"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert "parallel.attention must be sdpa|flash" in str(info.value)
+    assert "rollout.prompt_file" in str(info.value)
