@@ -91,3 +91,12 @@ class ModelAdapter(ABC):
     @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
+
+    def check_velocity_inputs(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> None:
+        """Raise ValueError naming the argument when z, t or cond do not fit `velocity`."""
+        if tuple(z.shape[1:]) != tuple(self.latent_shape):
+            raise ValueError(f"z must be [B, {', '.join(map(str, self.latent_shape))}], got {tuple(z.shape)}")
+        if t.shape != (z.shape[0],):
+            raise ValueError(f"t must be [B] = [{z.shape[0]}], got {tuple(t.shape)}")
+        if cond.batch_size != z.shape[0]:
+            raise ValueError(f"conditioning batch {cond.batch_size} != latent batch {z.shape[0]}")

@@ -179,12 +179,7 @@ class FluxAdapter(ModelAdapter):
 
     def velocity(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """z [B, tokens, 64] packed latents, t [B] in (0, 1] -> v [B, tokens, 64] (denoiser dtype)."""
-        if tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"z must be [B, {', '.join(map(str, self.latent_shape))}], got {tuple(z.shape)}")
-        if t.shape != (z.shape[0],):
-            raise ValueError(f"t must be [B] = [{z.shape[0]}], got {tuple(t.shape)}")
-        if cond.batch_size != z.shape[0]:
-            raise ValueError(f"conditioning batch {cond.batch_size} != latent batch {z.shape[0]}")
+        self.check_velocity_inputs(z, t, cond)
         dtype, device = self.dtype, z.device
         text = cond.tensors["encoder_hidden_states"]
         guidance = None

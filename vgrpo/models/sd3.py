@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from vgrpo.models.base import Conditioning, ModelAdapter  # noqa: E402
+from vgrpo.models.mmdit import mmdit_velocity  # noqa: E402
 from vgrpo.models.hf_components import (  # noqa: E402
     PromptCache,
     clip_embeds,
@@ -157,20 +158,8 @@ class SD3Adapter(ModelAdapter):
 
     def velocity(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """z [B, 16, H/8, W/8], t [B] in (0, 1] -> v [B, 16, H/8, W/8] (denoiser dtype)."""
-        if tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"z must be [B, {', '.join(map(str, self.latent_shape))}], got {tuple(z.shape)}")
-        if t.shape != (z.shape[0],):
-            raise ValueError(f"t must be [B] = [{z.shape[0]}], got {tuple(t.shape)}")
-        if cond.batch_size != z.shape[0]:
-            raise ValueError(f"conditioning batch {cond.batch_size} != latent batch {z.shape[0]}")
-        dtype = self.dtype
-        return self.denoiser(
-            hidden_states=z.to(dtype),
-            encoder_hidden_states=cond.tensors["encoder_hidden_states"].to(dtype),
-            pooled_projections=cond.tensors["pooled_projections"].to(dtype),
-            timestep=(t * 1000.0).to(dtype),
-            return_dict=False,
-        )[0]
+        self.check_velocity_inputs(z, t, cond)
+        return mmdit_velocity(self.denoiser, z, t, cond, self.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, 16, H/8, W/8] latents -> images [B, 3, resolution, resolution] float32 in [0, 1]."""

@@ -25,6 +25,7 @@ from torch import nn  # noqa: E402
 from transformers import CLIPTextModelWithProjection  # noqa: E402
 
 from vgrpo.models.base import Conditioning, ModelAdapter  # noqa: E402
+from vgrpo.models.mmdit import mmdit_velocity  # noqa: E402
 from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize  # noqa: E402
 
 IMAGE_SIZE = 32
@@ -178,20 +179,8 @@ class ShapesAdapter(ModelAdapter):
 
     def velocity(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """z [B, 3, 32, 32], t [B] in (0, 1] -> v [B, 3, 32, 32] (denoiser dtype)."""
-        if z.shape[1:] != self.latent_shape:
-            raise ValueError(f"z must be [B, {', '.join(map(str, self.latent_shape))}], got {tuple(z.shape)}")
-        if t.shape != (z.shape[0],):
-            raise ValueError(f"t must be [B] = [{z.shape[0]}], got {tuple(t.shape)}")
-        if cond.batch_size != z.shape[0]:
-            raise ValueError(f"conditioning batch {cond.batch_size} != latent batch {z.shape[0]}")
-        dtype = next(self.denoiser.parameters()).dtype
-        return self.denoiser(
-            hidden_states=z.to(dtype),
-            encoder_hidden_states=cond.tensors["encoder_hidden_states"].to(dtype),
-            pooled_projections=cond.tensors["pooled_projections"].to(dtype),
-            timestep=(t * 1000.0).to(dtype),
-            return_dict=False,
-        )[0]
+        self.check_velocity_inputs(z, t, cond)
+        return mmdit_velocity(self.denoiser, z, t, cond, next(self.denoiser.parameters()).dtype)
 
     def velocity_fn(self, cond: Conditioning, guidance: float = 1.0):
         """(z, t) -> v for `vgrpo.sampling.ode.sample`; guidance != 1 batches cond and null together."""
