@@ -6,14 +6,11 @@ encoding exactly as the diffusers pipelines do it, and a per-prompt embedding ca
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
 
 def load_tokenizer(root: Path, sub: str):

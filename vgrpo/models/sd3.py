@@ -16,18 +16,15 @@ Conventions, as diffusers' StableDiffusion3Pipeline (0.42):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from vgrpo.models.base import Conditioning, ModelAdapter  # noqa: E402
-from vgrpo.models.mmdit import mmdit_velocity  # noqa: E402
-from vgrpo.models.hf_components import (  # noqa: E402
+from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.models.mmdit import mmdit_velocity
+from vgrpo.models.hf_components import (
     PromptCache,
     clip_embeds,
     load_module,
@@ -38,8 +35,8 @@ from vgrpo.models.hf_components import (  # noqa: E402
     tokenize,
     vae_decode,
 )
-from vgrpo.models.local_dir import validate_model_dir  # noqa: E402
-from vgrpo.models.memory import check_fits, estimate_need  # noqa: E402
+from vgrpo.models.local_dir import validate_model_dir
+from vgrpo.models.memory import check_fits, estimate_need
 
 
 class SD3Adapter(ModelAdapter):

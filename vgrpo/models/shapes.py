@@ -11,22 +11,19 @@ the shipped base model lives in `vgrpo/assets/shapes_base`.
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from diffusers import SD3Transformer2DModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPTextModelWithProjection
 
-import torch  # noqa: E402
-from diffusers import SD3Transformer2DModel  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import CLIPTextModelWithProjection  # noqa: E402
-
-from vgrpo.models.base import Conditioning, ModelAdapter  # noqa: E402
-from vgrpo.models.mmdit import mmdit_velocity  # noqa: E402
-from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize  # noqa: E402
+from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.models.mmdit import mmdit_velocity
+from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize
 
 IMAGE_SIZE = 32
 DEFAULT_SAMPLING = {"solver": "dpm++2m", "steps": 12, "shift": 1.0, "guidance": 1.0}

@@ -8,19 +8,16 @@ input for classifier-free guidance) is [BOS] [EOS] [PAD]... .
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import WhitespaceSplit
+from tokenizers.processors import TemplateProcessing
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast
 
-import torch  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-from tokenizers.models import WordLevel  # noqa: E402
-from tokenizers.pre_tokenizers import WhitespaceSplit  # noqa: E402
-from tokenizers.processors import TemplateProcessing  # noqa: E402
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast  # noqa: E402
-
-from vgrpo.world.prompts import vocabulary  # noqa: E402
+from vgrpo.world.prompts import vocabulary
 
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
 MAX_LENGTH = 12
