@@ -80,14 +80,32 @@ def test_update_samples_per_s(benchmark, trainer):
     adv = group_advantages(rewards, GROUP).to(DEVICE)
 
     def run():
-        pairs = trainer.algorithm.draw_pairs(
-            seed=0, iteration=0, num_samples=batch.size, group_size=GROUP,
-            latent_shape=tuple(trainer.adapter.latent_shape), sample_index=batch.sample_index, device=DEVICE,
-        )
-        out = trainer._update(batch, adv, pairs)
+        out = trainer._update(batch, adv, iteration=0)  # draws the pairs, scores, steps
         if DEVICE.type == "cuda":
             torch.cuda.synchronize()
         return out
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
     _extra(benchmark, trainer, batch.size, "samples_per_s")
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["rewards-after-rollout", "rewards-overlapped"])
+def test_rollout_and_rewards_images_per_s(benchmark, trainer, overlap):
+    """Rollout plus decode + verifier rewards, in chunks of 8 images: scored after the whole rollout
+    vs each chunk scored on a worker thread while the next one is sampled (`reward.overlap`)."""
+    from vgrpo.trainer.reward_overlap import ChunkScorer
+
+    prompts = trainer.iteration_prompts(0)
+    mine = local_prompt_indices(len(prompts), 1, 0, trainer.cfg.algorithm.minibatches)
+    local = [prompts[i] for i in mine]
+    r = trainer.cfg.rollout
+
+    def run():
+        scorer = ChunkScorer(trainer.adapter.decode, trainer.rewards, [p for p in local for _ in range(GROUP)],
+                             overlap=overlap)
+        rollout(trainer.adapter, local, mine, iteration=0, seed=0, group_size=GROUP, steps=r.steps,
+                solver=r.solver, shift=r.shift, batch_size=8, on_chunk=scorer)
+        return scorer.result()
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
+    _extra(benchmark, trainer, PROMPTS * GROUP, "images_per_s")

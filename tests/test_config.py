@@ -114,3 +114,13 @@ def test_print_config_and_saved_config_round_trip(capsys, tmp_path):
     assert cfg.to_dict() == printed
     cfg.save(tmp_path / "config.json")
     assert Config.from_dict(json.loads((tmp_path / "config.json").read_text())) == cfg
+
+
+def test_docs_config_reference_is_generated_from_the_dataclasses():
+    from pathlib import Path
+
+    from vgrpo.trainer.config_reference import render
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "trainer.md").read_text()
+    assert doc.endswith(render()), "docs/trainer.md is stale: python -m vgrpo.trainer.config_reference"
+    assert "`sde_train_steps`" in render() and "`overlap`" in render()

@@ -1,12 +1,16 @@
-"""Policy-gradient strategies the training loop calls (V-GRPO; an MDP baseline can sit beside it)."""
+"""Policy-gradient strategies the training loop calls: V-GRPO and the MDP baseline Flow-GRPO."""
 
+from vgrpo.algorithms.base import Algorithm
+from vgrpo.algorithms.flowgrpo import FlowGRPO
 from vgrpo.algorithms.vgrpo import VGRPO, OldPolicy
 
-__all__ = ["VGRPO", "OldPolicy", "build_algorithm"]
+ALGORITHMS: dict[str, type[Algorithm]] = {"vgrpo": VGRPO, "flowgrpo": FlowGRPO}
+
+__all__ = ["ALGORITHMS", "Algorithm", "FlowGRPO", "OldPolicy", "VGRPO", "build_algorithm"]
 
 
-def build_algorithm(cfg):
+def build_algorithm(cfg) -> Algorithm:
     """The strategy named by `cfg.name` (an `AlgorithmConfig`)."""
-    if cfg.name == "vgrpo":
-        return VGRPO(cfg)
-    raise ValueError(f"unknown algorithm {cfg.name!r}")
+    if cfg.name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {cfg.name!r}; known: {sorted(ALGORITHMS)}")
+    return ALGORITHMS[cfg.name](cfg)

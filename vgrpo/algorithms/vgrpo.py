@@ -1,12 +1,13 @@
-"""V-GRPO as a strategy the training loop calls: pairs, behaviour scoring, per-chunk policy loss.
+"""V-GRPO as a strategy the training loop calls (`vgrpo.algorithms.base.Algorithm`).
 
-The loop owns rollouts, rewards, optimizer steps and parallelism; this file owns what is specific
-to the ELBO-surrogate method:
+The loop owns rewards, optimizer steps and parallelism; this file owns what is specific to the
+ELBO-surrogate method:
+- `rollout`: the deterministic ODE solver (`vgrpo.trainer.rollout`); only the final samples are kept;
 - `draw_pairs`: one iteration's group-shared stratified timestep-noise pairs, drawn on rank 0 from
   the seeded generator and broadcast, so every rank (and any world size) uses the same pairs;
 - `score_old`: the no-grad pass of the behaviour policy theta_old over the same chunks (same
   shapes) the update will use, storing the per-pair surrogate and, when beta > 0, the velocity
-  (equivalently the x-prediction) for the KL term;
+  (equivalently the x-prediction) for the KL term; `prepare` = `draw_pairs` + `score_old`;
 - `chunk_loss`: forward of theta on one chunk, surrogate, ratio, clipped objective and KL.
 With `reuse_first_surrogate`, the first minibatch of an iteration takes its own detached surrogate
 as the old one: its ratio is exactly 1 in any precision and it needs no scoring forward.
@@ -15,14 +16,19 @@ as the old one: its ratio is exactly 1 in any precision and it needs no scoring 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
+from vgrpo.algorithms.base import Algorithm
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
 from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
-from vgrpo.trainer.config import AlgorithmConfig
+from vgrpo.sampling.ode import nfe as solver_nfe
+from vgrpo.trainer.config import RolloutConfig
 from vgrpo.trainer.distributed import STREAM_PAIRS, broadcast_, generator
+from vgrpo.trainer.rollout import RolloutBatch
+from vgrpo.trainer.rollout import rollout as ode_rollout
 
 
 @dataclass
@@ -38,13 +44,66 @@ class OldPolicy:
     filled: torch.Tensor
 
 
-class VGRPO:
+@dataclass
+class VgrpoState:
+    """One iteration's update state: the pairs, the behaviour values, and how many of this rank's
+    Bl samples the scoring pass ran on (the rest are filled by `take_old_from_self`)."""
+
+    pairs: TimestepNoisePairs
+    old: OldPolicy
+    scored_samples: int
+
+
+class VGRPO(Algorithm):
     """The V-GRPO objective over an iteration's rollouts (see module docstring)."""
 
     name = "vgrpo"
 
-    def __init__(self, cfg: AlgorithmConfig):
-        self.cfg = cfg
+    # ------------------------------------------------------------------ rollout
+    def rollout(
+        self,
+        adapter: ModelAdapter,
+        prompts: Sequence[str],
+        prompt_indices: Sequence[int],
+        *,
+        iteration: int,
+        seed: int,
+        rollout: RolloutConfig,
+        on_chunk: Callable[[int, int, torch.Tensor], None] | None = None,
+    ) -> RolloutBatch:
+        """Deterministic ODE rollouts (`rollout.solver`, `rollout.steps`); x0 [Bl, *latent] float32."""
+        r = rollout
+        return ode_rollout(
+            adapter, prompts, prompt_indices, iteration=iteration, seed=seed, group_size=r.group_size,
+            steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=r.batch_size,
+            on_chunk=on_chunk,
+        )
+
+    def prepare(
+        self,
+        adapter: ModelAdapter,
+        batch: RolloutBatch,
+        *,
+        seed: int,
+        iteration: int,
+        chunks: list[slice],
+        reuse: list[slice],
+    ) -> VgrpoState:
+        """`draw_pairs` for the iteration, then `score_old` over `chunks` except `reuse`."""
+        pairs = self.draw_pairs(
+            seed=seed, iteration=iteration, num_samples=_global_samples(batch), group_size=batch.group_size,
+            latent_shape=tuple(adapter.latent_shape), sample_index=batch.sample_index, device=batch.x0.device,
+        )
+        old = self.score_old(adapter, batch.x0, batch.cond, pairs, chunks, reuse)
+        return VgrpoState(pairs=pairs, old=old, scored_samples=int(old.filled.sum()))
+
+    def nfe(self, rollout: RolloutConfig, mu: int, state: VgrpoState | None) -> dict[str, float]:
+        """nfe_rollout = solver NFE (x2 with CFG); nfe_old = N_MC x scored fraction; nfe_update = mu x N_MC."""
+        out = {"nfe_rollout": float(solver_nfe(rollout.solver, rollout.steps) * (2 if rollout.cfg_scale != 1.0 else 1))}
+        if state is None:
+            return {**out, "nfe_old": 0.0, "nfe_update": 0.0}
+        k, bl = state.pairs.num_pairs, state.old.filled.shape[0]
+        return {**out, "nfe_old": k * state.scored_samples / bl, "nfe_update": float(mu * k)}
 
     # ------------------------------------------------------------------ pairs
     def draw_pairs(
@@ -158,11 +217,9 @@ class VGRPO:
     def chunk_loss(
         self,
         adapter: ModelAdapter,
-        x0: torch.Tensor,
-        cond: Conditioning,
+        batch: RolloutBatch,
         advantages: torch.Tensor,
-        pairs: TimestepNoisePairs,
-        old: OldPolicy,
+        state: VgrpoState,
         sl: slice,
         *,
         take_old_from_self: bool,
@@ -173,6 +230,7 @@ class VGRPO:
         minibatch of an iteration with `reuse_first_surrogate`); they are stored for later passes.
         """
         c = self.cfg
+        x0, cond, pairs, old = batch.x0, batch.cond, state.pairs, state.old
         p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
         v = self.forward(adapter, x0[sl], cond.index(sl), p)
         if take_old_from_self:
@@ -190,3 +248,10 @@ class VGRPO:
             beta=c.beta,
         )
         return out, terms.loss.detach().mean(1)
+
+
+def _global_samples(batch: RolloutBatch) -> int:
+    """P * G of the whole iteration (all ranks): the pairs are drawn for the global batch."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return batch.size * torch.distributed.get_world_size()
+    return batch.size

@@ -51,6 +51,28 @@ def vgrpo_policy_loss(
         raise ValueError("beta > 0 needs pair_kl (call elbo_surrogate with v_old)")
 
     log_ratio = pair_loss_old.detach().float().mean(1) - pair_loss.float().mean(1)
+    return clipped_ratio_loss(log_ratio, advantages, clip_range=clip_range, kl=pair_kl, beta=beta)
+
+
+def clipped_ratio_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_range: float | None,
+    kl: torch.Tensor | None = None,
+    beta: float = 0.0,
+) -> PolicyLoss:
+    """PPO's clipped objective from log importance ratios, shared by V-GRPO and Flow-GRPO.
+
+    Args:
+        log_ratio: [B] (one action per sample) or [B, S] (one per sample and step), with gradient.
+        advantages: broadcastable to log_ratio ([B] or [B, 1]).
+        clip_range: e, or None for no clipping.
+        kl: any-shape KL terms, averaged; added with weight beta when beta > 0, logged whenever given.
+    Returns:
+        PolicyLoss: loss = -mean min(rho A, clip(rho) A) + beta mean(kl); ratio flattened
+        (sample-major); metrics ratio_mean/min/max, log_ratio_std, clip_fraction, policy_loss, kl.
+    """
     ratio = torch.exp(log_ratio)
     adv = advantages.to(ratio)
     unclipped = ratio * adv
@@ -70,12 +92,12 @@ def vgrpo_policy_loss(
         "clip_fraction": clipped_mask.float().mean(),
         "policy_loss": loss.detach(),
     }
-    if pair_kl is not None:
-        kl = pair_kl.float().mean()
-        metrics["kl"] = kl.detach()
+    if kl is not None:
+        kl_mean = kl.float().mean()
+        metrics["kl"] = kl_mean.detach()
         if beta > 0:
-            loss = loss + beta * kl
-    return PolicyLoss(loss=loss, ratio=ratio, metrics=metrics)
+            loss = loss + beta * kl_mean
+    return PolicyLoss(loss=loss, ratio=ratio.reshape(-1), metrics=metrics)
 
 
 def surrogate_cv(surrogate: torch.Tensor, group_size: int) -> dict[str, torch.Tensor]:

@@ -74,12 +74,18 @@ def sample_sde(
     shift: float = 1.0,
     noise_level: float = 0.7,
     generator: torch.Generator | None = None,
+    step_noise: torch.Tensor | None = None,
 ) -> SdeTrajectory:
     """Roll out the SDE from `noise` ([B, *latent] at t = 1), storing every step and its log-prob.
 
     velocity_fn(z [B, *latent], t [B]) -> v [B, *latent]. The per-step noise is drawn on the CPU
-    from `generator` (reproducible on any device).
+    from `generator` (reproducible on any device), or taken from `step_noise` ([steps, B, *latent]
+    standard normal, e.g. drawn per sample so the trajectories do not depend on the batching).
     """
+    if step_noise is not None and tuple(step_noise.shape) != (steps, *noise.shape):
+        raise ValueError(
+            f"step_noise must be [steps, B, *latent] = {[steps, *noise.shape]}, got {list(step_noise.shape)}"
+        )
     grid = sde_timesteps(steps, shift)
     t_cap = float(grid[1])
     x = noise.float()
@@ -88,7 +94,8 @@ def sample_sde(
         t, t_next = float(grid[i]), float(grid[i + 1])
         v = velocity_fn(x, torch.full((x.shape[0],), t, device=x.device))
         mean, std = sde_step_mean_std(x, v, t, t_next, t_cap, noise_level)
-        n = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
+        n = step_noise[i] if step_noise is not None else torch.randn(x.shape, generator=generator, dtype=torch.float32)
+        n = n.to(x.device, torch.float32)
         x = mean + std * n
         latents.append(x)
         log_probs.append(gaussian_log_prob(x, mean, std))

@@ -21,6 +21,9 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending `section.key`."""
 
 
+ALGORITHM_NAMES = ("vgrpo", "flowgrpo")
+
+
 @dataclass
 class JobConfig:
     name: str = "shapes-cpu"
@@ -64,9 +67,9 @@ class RolloutConfig:
     group_size: int = 8
     """G: images per prompt; advantages are normalised within each group."""
     steps: int = 8
-    """Deterministic ODE solver steps per image."""
+    """Sampler steps per image: deterministic ODE solver steps (vgrpo) or SDE steps (flowgrpo)."""
     solver: str = "dpm++2m"
-    """ODE solver: "euler", "heun" or "dpm++2m"."""
+    """ODE solver: "euler", "heun" or "dpm++2m" (vgrpo rollouts and, for both algorithms, evaluation)."""
     shift: float = 1.0
     """Time shift of the sampling schedule (SD3 / FLUX style); 1 = none."""
     cfg_scale: float = 1.0
@@ -91,26 +94,32 @@ class RewardConfig:
     """Added to the group std when normalising advantages."""
     soft_clip_eta: float = 0.0
     """Advantage soft-clip eta (A <- eta tanh(A / eta)); 0 = off. 3 is typical for fully on-policy runs."""
+    overlap: bool = True
+    """Decode and score each finished rollout chunk (`rollout.batch_size` images) on a worker thread while the next chunk is sampled (same scores, earlier); false = score after the whole rollout."""
 
 
 @dataclass
 class AlgorithmConfig:
     name: str = "vgrpo"
-    """Policy-gradient strategy; "vgrpo" (ELBO surrogate, whole image = one action)."""
+    """Policy-gradient strategy: "vgrpo" (ELBO surrogate, whole image = one action, ODE rollouts) or "flowgrpo" (the MDP baseline Flow-GRPO: SDE rollouts, every step an action)."""
     num_pairs: int = 4
-    """N_MC: timestep-noise pairs per sample for the ELBO surrogate."""
+    """N_MC: timestep-noise pairs per sample for the ELBO surrogate (vgrpo only; ignored by flowgrpo)."""
     sharing: str = "batch"
-    """Pair sharing scope: "batch" (one set for all samples), "group" (per prompt) or "none"."""
+    """Pair sharing scope: "batch" (one set for all samples), "group" (per prompt) or "none" (vgrpo only)."""
     stratified: bool = True
-    """Stratified timesteps: one t in each of N_MC equal chunks of the schedule."""
+    """Stratified timesteps: one t in each of N_MC equal chunks of the schedule (vgrpo only)."""
     timestep_shift: float = 1.0
-    """Time shift applied to the pair timesteps."""
+    """Time shift applied to the pair timesteps (vgrpo only)."""
     weighting: str = "adaptive"
-    """Surrogate weighting: "adaptive" (x-pred mse / sg(mae)), or the ablations "x", "v", "eps"."""
+    """Surrogate weighting: "adaptive" (x-pred mse / sg(mae)), or the ablations "x", "v", "eps" (vgrpo only)."""
+    sde_noise_level: float = 0.7
+    """a in the SDE's sigma_t = a sqrt(t / (1 - t)) (flowgrpo only; ignored by vgrpo)."""
+    sde_train_steps: int = 0
+    """SDE steps trained per iteration: a random subset of the `rollout.steps` steps, drawn per iteration from (seed, iteration) as Flow-GRPO / DanceGRPO do; 0 = all (flowgrpo only)."""
     clip_range: float = 1e-2
-    """PPO ratio clip range epsilon; 0 = no clipping."""
+    """PPO ratio clip range epsilon; 0 = no clipping. About 1e-2 for vgrpo (per-element mean inside one ratio per image), about 1e-4 for flowgrpo (one ratio per step)."""
     beta: float = 0.0
-    """KL weight to the behaviour policy (stored x-predictions); 0 = off."""
+    """KL weight; 0 = off. vgrpo: KL to the behaviour policy (stored x-predictions); flowgrpo: KL to the reference (base) model, the denoiser with its LoRA adapters disabled (needs finetune.mode=lora)."""
     mu: int = 1
     """Passes over each rollout batch (PPO epochs)."""
     minibatches: int = 4
@@ -118,7 +127,7 @@ class AlgorithmConfig:
     micro_batch: int = 0
     """Samples per forward/backward on each rank (gradient accumulation); 0 = whole minibatch. The behaviour scoring pass uses the same chunks, so shapes match."""
     reuse_first_surrogate: bool = True
-    """The first minibatch of each iteration takes its own detached surrogate as the old one (ratio exactly 1, no extra scoring for it)."""
+    """The first minibatch of each iteration takes its own detached surrogate (vgrpo) or step log-probs (flowgrpo) as the old ones: ratio exactly 1 in any precision, no scoring forward for it. The others use the scoring pass (vgrpo) or the rollout's stored log-probs (flowgrpo)."""
 
 
 @dataclass
@@ -189,6 +198,10 @@ class EvalConfig:
     """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval)."""
     grid_images: int = 36
     """Images in each saved PNG sample grid (one column per category)."""
+    steps: int = 0
+    """Deterministic ODE solver steps of the held-out images; 0 = `rollout.steps`. Set it when comparing runs whose rollouts differ (a Flow-GRPO SDE rollout vs a V-GRPO ODE rollout) so both are evaluated with the same sampler."""
+    solver: str = ""
+    """ODE solver of the held-out images ("euler", "heun", "dpm++2m"); "" = `rollout.solver`."""
 
 
 @dataclass
@@ -341,13 +354,22 @@ def validate(cfg: Config, world_size: int = 1) -> None:
          f"reward.paths has {len(w.paths)} entries for {len(w.names)} rewards {w.names}")
     need(w.std_eps > 0, f"reward.std_eps must be > 0, got {w.std_eps}")
     need(w.soft_clip_eta >= 0, f"reward.soft_clip_eta must be >= 0 (0 = off), got {w.soft_clip_eta}")
-    need(a.name in ("vgrpo",), f"algorithm.name must be 'vgrpo', got {a.name!r}")
+    need(a.name in ALGORITHM_NAMES, f"algorithm.name must be {'|'.join(ALGORITHM_NAMES)}, got {a.name!r}")
     need(a.num_pairs >= 1, f"algorithm.num_pairs (N_MC) must be >= 1, got {a.num_pairs}")
     need(a.sharing in ("batch", "group", "none"), f"algorithm.sharing must be batch|group|none, got {a.sharing!r}")
     need(a.timestep_shift > 0, f"algorithm.timestep_shift must be > 0, got {a.timestep_shift}")
     need(a.weighting in ("adaptive", "x", "v", "eps"), f"algorithm.weighting must be adaptive|x|v|eps, got {a.weighting!r}")
     need(0 <= a.clip_range < 1, f"algorithm.clip_range must be in [0, 1) (0 = off), got {a.clip_range}")
     need(a.beta >= 0, f"algorithm.beta must be >= 0, got {a.beta}")
+    need(a.sde_noise_level > 0, f"algorithm.sde_noise_level must be > 0, got {a.sde_noise_level}")
+    need(a.sde_train_steps >= 0, f"algorithm.sde_train_steps must be >= 0 (0 = all), got {a.sde_train_steps}")
+    need(a.name != "flowgrpo" or a.sde_train_steps <= r.steps,
+         f"algorithm.sde_train_steps ({a.sde_train_steps}) must be <= rollout.steps ({r.steps}), the SDE steps "
+         "it picks from (0 = all)")
+    need(not (a.name == "flowgrpo" and a.beta > 0 and cfg.finetune.mode != "lora"),
+         f"algorithm.beta={a.beta} with algorithm.name=flowgrpo needs finetune.mode=lora: the KL reference is "
+         f"the denoiser with its LoRA adapters disabled, and finetune.mode={cfg.finetune.mode!r} keeps no base "
+         "model (set algorithm.beta=0)")
     need(a.mu >= 1, f"algorithm.mu must be >= 1, got {a.mu}")
     need(a.minibatches >= 1, f"algorithm.minibatches must be >= 1, got {a.minibatches}")
     need(a.micro_batch >= 0, f"algorithm.micro_batch must be >= 0 (0 = whole minibatch), got {a.micro_batch}")
@@ -394,5 +416,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(e.every >= -1, f"eval.every must be >= -1, got {e.every}")
     need(e.images_per_category >= 1, f"eval.images_per_category must be >= 1, got {e.images_per_category}")
     need(e.grid_images >= 0, f"eval.grid_images must be >= 0, got {e.grid_images}")
+    need(e.steps >= 0, f"eval.steps must be >= 0 (0 = rollout.steps), got {e.steps}")
+    need(e.solver in ("", "euler", "heun", "dpm++2m"), f"eval.solver must be euler|heun|dpm++2m or empty (= rollout.solver), got {e.solver!r}")
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

@@ -10,7 +10,7 @@ Sample g of prompt p has global index p * G + g. Its initial noise comes from a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -75,11 +75,14 @@ def generate(
     shift: float,
     cfg_scale: float = 1.0,
     batch_size: int = 64,
+    on_chunk: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Integrate the probability-flow ODE from `noise` to samples, `batch_size` images per call.
 
     Args:
         cond: conditioning with batch N; noise: [N, *latent] (any device; moved to the model's).
+        on_chunk: called as on_chunk(start, stop, x0 [stop - start, *latent] float32) as soon as a
+            chunk is sampled (e.g. to score it on a worker thread while the next chunk runs).
     Returns:
         x0: [N, *latent] float32 on the model's device.
     """
@@ -103,6 +106,8 @@ def generate(
 
             fn = ode.guided(fn, fn_null, cfg_scale)
         out.append(ode.sample(fn, z, steps=steps, solver=solver, shift=shift).float())
+        if on_chunk is not None:
+            on_chunk(start, stop, out[-1])
     return torch.cat(out)
 
 
@@ -119,14 +124,19 @@ def rollout(
     shift: float,
     cfg_scale: float = 1.0,
     batch_size: int = 64,
+    on_chunk: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> RolloutBatch:
-    """Generate G images for each local prompt (prompts[i] has global index prompt_indices[i])."""
+    """Generate G images for each local prompt (prompts[i] has global index prompt_indices[i]).
+
+    `on_chunk(start, stop, x0_chunk)` sees each finished chunk of samples (see `generate`); sample
+    i of the batch belongs to prompt i // G.
+    """
     cond = adapter.encode_prompts(list(prompts)).repeat_interleave(group_size)
     index = sample_indices(prompt_indices, group_size)
     noise = initial_noise(adapter.latent_shape, seed, STREAM_ROLLOUT_NOISE, iteration, index)
     x0 = generate(
         adapter, cond, noise, steps=steps, solver=solver, shift=shift, cfg_scale=cfg_scale,
-        batch_size=batch_size,
+        batch_size=batch_size, on_chunk=on_chunk,
     )
     sample_prompts = [p for p in prompts for _ in range(group_size)]
     return RolloutBatch(prompts=sample_prompts, cond=cond, x0=x0, sample_index=index, group_size=group_size)

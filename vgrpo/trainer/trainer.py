@@ -1,13 +1,18 @@
-"""The V-GRPO training loop: `Trainer.train()` runs iterations, `train_step()` is one iteration.
+"""The training loop: `Trainer.train()` runs iterations, `train_step()` is one iteration.
 
-One iteration (method.md section 5):
-  1. prompts (seeded by iteration), G images each with a deterministic ODE solver (`rollout`);
+One iteration (method.md sections 5 and 8), with the method's own parts in a strategy object
+(`vgrpo.algorithms`: V-GRPO or the Flow-GRPO baseline, `algorithm.name`):
+  1. prompts (seeded by iteration), G images each (`Algorithm.rollout`: ODE for V-GRPO, SDE with
+     stored steps and log-probs for Flow-GRPO);
   2. rewards (failures isolated, invalid samples get advantage 0) and group advantages;
-  3. group-shared stratified timestep-noise pairs, drawn on rank 0 and broadcast;
-  4. one no-grad scoring pass of the behaviour policy over the update's own chunks;
-  5. mu passes of `minibatches` optimizer steps, gradient accumulation over micro chunks.
+  3. `Algorithm.prepare`: V-GRPO draws its shared pairs and scores the behaviour policy over the
+     update's own chunks; Flow-GRPO picks the iteration's trained steps;
+  4. mu passes of `minibatches` optimizer steps, gradient accumulation over micro chunks, each
+     chunk's loss from `Algorithm.chunk_loss`.
 A step whose gradient norm is NaN/inf is skipped and counted; parameters, and therefore
 checkpoints, never see it. Metrics stay on the device until one packed reduction per iteration.
+Every train record carries the iteration's cost in forward evaluations per image: nfe_rollout,
+nfe_old (behaviour / reference forwards) and nfe_update (forwards of theta).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from vgrpo.trainer.distributed import (
 from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
-from vgrpo.trainer.rollout import local_prompt_indices, rollout
+from vgrpo.trainer.reward_overlap import ChunkScorer
+from vgrpo.trainer.rollout import RolloutBatch, local_prompt_indices
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +173,17 @@ class Trainer:
 
         prompts = self.iteration_prompts(iteration)
         mine = local_prompt_indices(len(prompts), world.world_size, world.rank, a.minibatches)
-        batch = rollout(
-            self.adapter, [prompts[i] for i in mine], mine, iteration=iteration, seed=cfg.job.seed,
-            group_size=g, steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale,
-            batch_size=r.batch_size,
+        local_prompts = [prompts[i] for i in mine]
+        scorer = ChunkScorer(
+            self.adapter.decode, self.rewards, [p for p in local_prompts for _ in range(g)],
+            overlap=cfg.reward.overlap,
+        )
+        batch = self.algorithm.rollout(
+            self.adapter, local_prompts, mine, iteration=iteration, seed=cfg.job.seed, rollout=r, on_chunk=scorer
         )
         t_rollout = time.perf_counter()
 
-        images = self.adapter.decode(batch.x0).float().clamp(0, 1)
-        scores = self.rewards(images, batch.prompts)
+        scores = scorer.result()  # rewards of the earlier chunks were computed during the rollout
         weights = self.rewards.weights
         adv = group_advantages(
             scores.scores, g, weights=weights, valid=scores.valid, std_eps=cfg.reward.std_eps,
@@ -191,17 +199,13 @@ class Trainer:
         reward_sums = all_reduce_mean(reward_sums) * world.world_size
         t_reward = time.perf_counter()
 
-        pairs = self.algorithm.draw_pairs(
-            seed=cfg.job.seed, iteration=iteration, num_samples=len(prompts) * g, group_size=g,
-            latent_shape=tuple(self.adapter.latent_shape), sample_index=batch.sample_index, device=device,
-        )
-        update_metrics = {}
         if float(reward_sums[2]) == 0.0:
             log.warning("iteration %d: no sample has a valid reward; skipping its update", iteration)
             skipped_iteration = 1.0
+            update_metrics = self.algorithm.nfe(r, a.mu, None)
         else:
             skipped_iteration = 0.0
-            update_metrics = self._update(batch, adv, pairs)
+            update_metrics = self._update(batch, adv, iteration)
         t_update = time.perf_counter()
 
         s_sum, s_sq, n_valid, n_all = (float(v) for v in reward_sums[:4])
@@ -224,8 +228,11 @@ class Trainer:
         }
         return out
 
-    def _update(self, batch, adv: torch.Tensor, pairs) -> dict[str, float]:
-        """Behaviour scoring, then mu x minibatches optimizer steps; returns reduced metrics."""
+    def _update(self, batch: RolloutBatch, adv: torch.Tensor, iteration: int) -> dict[str, float]:
+        """The strategy's preparation (behaviour scoring, ...), then mu x minibatches optimizer steps.
+
+        adv: [Bl] advantages of this rank's samples. Returns reduced metrics with nfe_* per image.
+        """
         a, algo, adapter = self.cfg.algorithm, self.algorithm, self.adapter
         bl = batch.size
         local_mb = bl // a.minibatches
@@ -237,7 +244,10 @@ class Trainer:
         all_chunks = [c for cs in mb_chunks for c in cs]
         reuse = a.reuse_first_surrogate
         t0 = time.perf_counter()
-        old = algo.score_old(adapter, batch.x0, batch.cond, pairs, all_chunks, mb_chunks[0] if reuse else [])
+        state = algo.prepare(
+            adapter, batch, seed=self.cfg.job.seed, iteration=iteration, chunks=all_chunks,
+            reuse=mb_chunks[0] if reuse else [],
+        )
         t_score = time.perf_counter() - t0
 
         means: dict[str, list[torch.Tensor]] = {}
@@ -253,13 +263,13 @@ class Trainer:
                     if self.fsdp:
                         adapter.denoiser.set_requires_gradient_sync(ci == len(chunks) - 1)
                     pl, surrogate = algo.chunk_loss(
-                        adapter, batch.x0, batch.cond, adv, pairs, old, sl, take_old_from_self=first and reuse
+                        adapter, batch, adv, state, sl, take_old_from_self=first and reuse
                     )
                     (pl.loss * ((sl.stop - sl.start) / local_mb)).backward()
                     ratio = pl.ratio.detach()
                     if first:
                         first_ratio.append(ratio)
-                    if epoch == 0:
+                    if epoch == 0 and surrogate is not None:
                         surrogate0.append(surrogate)
                     for k in ("clip_fraction", "policy_loss", "kl", "log_ratio_std"):
                         if k in pl.metrics:
@@ -281,14 +291,17 @@ class Trainer:
                     skipped += 1
         fr = torch.cat(first_ratio)
         maxes["ratio_first_absdev"] = [(fr - 1.0).abs().max()]
-        cv = surrogate_cv(torch.cat(surrogate0), batch.group_size)
-        means["surrogate_mean"] = [torch.cat(surrogate0).mean()]
-        means["surrogate_cv"] = [cv["cv"]]
-        means["surrogate_cv_within_group"] = [cv["cv_within_group"]]
+        if surrogate0:
+            cv = surrogate_cv(torch.cat(surrogate0), batch.group_size)
+            means["surrogate_mean"] = [torch.cat(surrogate0).mean()]
+            means["surrogate_cv"] = [cv["cv"]]
+            means["surrogate_cv_within_group"] = [cv["cv_within_group"]]
         if grad_norms:
             means["grad_norm"] = [torch.stack(grad_norms).float().mean()]
         means["skipped_steps"] = [torch.tensor(float(skipped))]
-        return self._reduce(means, maxes, extra={"time_score_s": t_score})
+        # nfe_*: the same on every rank (equal shares, same chunk layout), so not reduced.
+        nfe = algo.nfe(self.cfg.rollout, a.mu, state)
+        return self._reduce(means, maxes, extra={"time_score_s": t_score, **nfe})
 
     def _reduce(self, means, maxes, extra) -> dict[str, float]:
         """Average `means` and max-reduce `maxes` over chunks and ranks in two packed collectives."""
@@ -311,11 +324,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, iteration: int) -> dict[str, float]:
-        cfg, r = self.cfg, self.cfg.rollout
+        """Held-out verifier scores per category with the deterministic ODE sampler (`eval.steps`,
+        `eval.solver`, defaulting to the rollout's), logged and saved with a sample grid."""
+        cfg, r, e = self.cfg, self.cfg.rollout, self.cfg.eval
         t0 = time.perf_counter()
         metrics, grid = evaluate(
-            self.adapter, self.heldout, self.world, seed=cfg.job.seed, steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale,
-            batch_size=r.batch_size, grid_images=cfg.eval.grid_images,
+            self.adapter, self.heldout, self.world, seed=cfg.job.seed, steps=e.steps or r.steps,
+            solver=e.solver or r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=r.batch_size,
+            grid_images=e.grid_images,
         )
         if self.world.is_main:
             metrics["time_eval_s"] = time.perf_counter() - t0
@@ -363,7 +379,7 @@ class Trainer:
         if self.world.is_main and cfg.logging.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.job.iterations, initial=self.iteration, desc="v-grpo", dynamic_ncols=True)
+            bar = tqdm(total=cfg.job.iterations, initial=self.iteration, desc=cfg.algorithm.name, dynamic_ncols=True)
         while self.iteration < cfg.job.iterations:
             metrics = self.train_step(self.iteration)
             self.logger.log(self.iteration, "train", metrics)
