@@ -303,3 +303,26 @@ def test_end_to_end_two_tiny_vgrpo_runs(tmp_path, capsys):
     # a second invocation finds both runs finished and only reports
     assert compare.main(argv) == 0
     assert "no-sharing-seed0: finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_variance_ablation_shared_stratified_pairs_cut_the_estimator_noise():
+    import torch
+
+    from vgrpo.experiments.variance import main as variance_main
+    from vgrpo.experiments.variance import summarize, surrogate_draws
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(17, 32), torch.nn.SiLU(), torch.nn.Linear(32, 16))
+
+    def velocity(z, t):
+        return net(torch.cat([z, t[:, None]], dim=1))
+
+    x0 = torch.randn(4, 1, 16).add(0.5 * torch.randn(4, 4, 16)).reshape(16, 16)  # 4 groups of 4 similar samples
+    rows = {
+        key: summarize(surrogate_draws(velocity, x0, 4, 4, 8, sharing, stratified), 4)
+        for key, sharing, stratified in (("independent", "none", False), ("vgrpo", "batch", True))
+    }
+    assert set(rows["vgrpo"]) == {"cv", "cv_within_group", "centred_noise_to_signal"}
+    assert rows["vgrpo"]["centred_noise_to_signal"] * 2 < rows["independent"]["centred_noise_to_signal"]
+    with pytest.raises(SystemExit):  # argument errors before any model is loaded
+        variance_main(["--draws", "1"])

@@ -12,5 +12,6 @@ One module per job:
 - `report`: the results as data, written to results.json and results.csv;
 - `markdown`: summary.md;
 - `plots`: the PNG figures;
-- `compare`: the command line tying them together.
+- `compare`: the command line tying them together;
+- `variance`: the variance-reduction ablation measured on a fixed batch (no training).
 """
