@@ -55,13 +55,15 @@ def test_validation_lists_every_problem():
     cfg = apply_overrides(Config(), [
         "--rollout.group_size=1", "--algorithm.sharing=prompt", "--reward.names=shapes,nope",
         "--reward.weights=1", "--algorithm.clip_range=-0.1", "--finetune.mode=qlora",
+        "--reward.overlap=true", "--eval.solver=rk4",
     ])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     text = str(err.value)
     for fragment in ("rollout.group_size must be >= 2", "algorithm.sharing must be batch|group|none",
                      "unknown reward 'nope'", "reward.weights has 1 entries for 2 rewards",
-                     "algorithm.clip_range must be in [0, 1)", "finetune.mode must be lora|full"):
+                     "algorithm.clip_range must be in [0, 1)", "finetune.mode must be lora|full",
+                     "reward.overlap must be auto|on|off", "eval.solver must be euler|heun|dpm++2m"):
         assert fragment in text
 
 

@@ -112,7 +112,7 @@ def test_training_with_overlapped_rewards_matches_scoring_after_the_rollout(tmp_
     rows = {}
     for overlap in (True, False):
         cfg = tiny_config(
-            tmp_path / str(overlap), job=dict(iterations=1), reward=dict(overlap=overlap),
+            tmp_path / str(overlap), job=dict(iterations=1), reward=dict(overlap="on" if overlap else "off"),
             rollout=dict(batch_size=3),  # 8 samples in chunks of 3, 3 and 2
             algorithm=dict(name=algorithm, clip_range=1e-4 if algorithm == "flowgrpo" else 1e-2),
         )

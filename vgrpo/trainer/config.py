@@ -94,8 +94,8 @@ class RewardConfig:
     """Added to the group std when normalising advantages."""
     soft_clip_eta: float = 0.0
     """Advantage soft-clip eta (A <- eta tanh(A / eta)); 0 = off. 3 is typical for fully on-policy runs."""
-    overlap: bool = True
-    """Decode and score each finished rollout chunk (`rollout.batch_size` images) on a worker thread while the next chunk is sampled (same scores, earlier); false = score after the whole rollout."""
+    overlap: str = "auto"
+    """"on": decode and score each finished rollout chunk (`rollout.batch_size` images) on a worker thread (its own CUDA stream) while the next chunk is sampled (same scores, earlier); "off": score after the whole rollout; "auto": on for CUDA runs, off on CPU (there the worker competes with the sampler for the same cores: 2-core CPU, 32 images, 1.71 s on vs 1.31 s off)."""
 
 
 @dataclass
@@ -416,6 +416,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(e.every >= -1, f"eval.every must be >= -1, got {e.every}")
     need(e.images_per_category >= 1, f"eval.images_per_category must be >= 1, got {e.images_per_category}")
     need(e.grid_images >= 0, f"eval.grid_images must be >= 0, got {e.grid_images}")
+    need(cfg.reward.overlap in ("auto", "on", "off"), f"reward.overlap must be auto|on|off, got {cfg.reward.overlap!r}")
     need(e.steps >= 0, f"eval.steps must be >= 0 (0 = rollout.steps), got {e.steps}")
     need(e.solver in ("", "euler", "heun", "dpm++2m"), f"eval.solver must be euler|heun|dpm++2m or empty (= rollout.solver), got {e.solver!r}")
     if errors:

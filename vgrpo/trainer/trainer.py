@@ -135,6 +135,8 @@ class Trainer:
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
         )
         self.rewards = (reward_factory or build_rewards)(cfg, self.world.device)
+        overlap = cfg.reward.overlap
+        self.reward_overlap = overlap == "on" or (overlap == "auto" and self.world.device.type == "cuda")
         self.algorithm = build_algorithm(cfg.algorithm)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
         self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=cfg.logging.tensorboard)
@@ -176,7 +178,7 @@ class Trainer:
         local_prompts = [prompts[i] for i in mine]
         scorer = ChunkScorer(
             self.adapter.decode, self.rewards, [p for p in local_prompts for _ in range(g)],
-            overlap=cfg.reward.overlap,
+            overlap=self.reward_overlap,
         )
         batch = self.algorithm.rollout(
             self.adapter, local_prompts, mine, iteration=iteration, seed=cfg.job.seed, rollout=r, on_chunk=scorer
