@@ -21,6 +21,11 @@ from vgrpo.trainer.config import AlgorithmConfig, RolloutConfig
 from vgrpo.trainer.rollout import RolloutBatch
 
 
+def guidance_factor(rollout: RolloutConfig) -> int:
+    """Forward evaluations per model call: 2 with classifier-free guidance, else 1."""
+    return 2 if rollout.cfg_scale != 1.0 else 1
+
+
 class Algorithm(ABC):
     """One policy-gradient method as the loop drives it (V-GRPO, Flow-GRPO)."""
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from vgrpo.algorithms.base import Algorithm
+from vgrpo.algorithms.base import Algorithm, guidance_factor
 from vgrpo.algorithms.reference_model import lora_disabled
 from vgrpo.models.base import ModelAdapter
 from vgrpo.objective import PolicyLoss
@@ -115,7 +115,7 @@ class FlowGRPO(Algorithm):
     def nfe(self, rollout: RolloutConfig, mu: int, state: FlowGrpoState | None) -> dict[str, float]:
         """nfe_rollout = steps; nfe_old = the reference's mu x S when beta > 0; nfe_update = mu x S
         (every term x2 with classifier-free guidance, which the update evaluates too)."""
-        guidance = 2 if rollout.cfg_scale != 1.0 else 1
+        guidance = guidance_factor(rollout)
         out = {"nfe_rollout": float(rollout.steps * guidance)}
         if state is None:
             return {**out, "nfe_old": 0.0, "nfe_update": 0.0}

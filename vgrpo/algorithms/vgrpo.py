@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from vgrpo.algorithms.base import Algorithm
+from vgrpo.algorithms.base import Algorithm, guidance_factor
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
 from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
@@ -36,12 +36,11 @@ class OldPolicy:
     """Behaviour-policy quantities for one rank's batch.
 
     loss: [Bl, K] float32 per-pair surrogate of theta_old; v: [Bl, K, *latent] theta_old's velocity
-    (only when beta > 0); filled: [Bl] bool, which rows hold values.
+    (only when beta > 0). Rows of reused chunks are filled by `chunk_loss(take_old_from_self=True)`.
     """
 
     loss: torch.Tensor
     v: torch.Tensor | None
-    filled: torch.Tensor
 
 
 @dataclass
@@ -95,14 +94,16 @@ class VGRPO(Algorithm):
             latent_shape=tuple(adapter.latent_shape), sample_index=batch.sample_index, device=batch.x0.device,
         )
         old = self.score_old(adapter, batch.x0, batch.cond, pairs, chunks, reuse)
-        return VgrpoState(pairs=pairs, old=old, scored_samples=int(old.filled.sum()))
+        reused = {(s.start, s.stop) for s in reuse}
+        scored = sum(s.stop - s.start for s in chunks if (s.start, s.stop) not in reused)
+        return VgrpoState(pairs=pairs, old=old, scored_samples=scored)
 
     def nfe(self, rollout: RolloutConfig, mu: int, state: VgrpoState | None) -> dict[str, float]:
         """nfe_rollout = solver NFE (x2 with CFG); nfe_old = N_MC x scored fraction; nfe_update = mu x N_MC."""
-        out = {"nfe_rollout": float(solver_nfe(rollout.solver, rollout.steps) * (2 if rollout.cfg_scale != 1.0 else 1))}
+        out = {"nfe_rollout": float(solver_nfe(rollout.solver, rollout.steps) * guidance_factor(rollout))}
         if state is None:
             return {**out, "nfe_old": 0.0, "nfe_update": 0.0}
-        k, bl = state.pairs.num_pairs, state.old.filled.shape[0]
+        k, bl = state.pairs.num_pairs, state.old.loss.shape[0]
         return {**out, "nfe_old": k * state.scored_samples / bl, "nfe_update": float(mu * k)}
 
     # ------------------------------------------------------------------ pairs
@@ -191,11 +192,7 @@ class VGRPO(Algorithm):
             OldPolicy with loss [Bl, K] (and v [Bl, K, *latent] when beta > 0).
         """
         bl, k = x0.shape[0], pairs.num_pairs
-        old = OldPolicy(
-            loss=torch.zeros(bl, k, device=x0.device),
-            v=None,
-            filled=torch.zeros(bl, dtype=torch.bool, device=x0.device),
-        )
+        old = OldPolicy(loss=torch.zeros(bl, k, device=x0.device), v=None)
         skipped = {(s.start, s.stop) for s in skip}
         for sl in chunks:
             if (sl.start, sl.stop) in skipped:
@@ -211,7 +208,6 @@ class VGRPO(Algorithm):
             if old.v is None:
                 old.v = torch.zeros(old.loss.shape[0], *v.shape[1:], dtype=v.dtype, device=v.device)
             old.v[sl] = v.detach()
-        old.filled[sl] = True
 
     # ------------------------------------------------------------------ update
     def chunk_loss(

@@ -16,7 +16,6 @@ shift of exp(mu); `pipeline_shift` gives it for the rollout config.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,8 +35,7 @@ from vgrpo.models.hf_components import (
     tokenize,
     vae_decode,
 )
-from vgrpo.models.local_dir import validate_model_dir
-from vgrpo.models.memory import check_fits, estimate_need
+from vgrpo.models.checked_load import load_transformer
 
 
 def pack_latents(latents: torch.Tensor) -> torch.Tensor:
@@ -132,15 +130,10 @@ class FluxAdapter(ModelAdapter):
         from diffusers import AutoencoderKL, FluxTransformer2DModel
         from transformers import CLIPTextModel, T5EncoderModel
 
-        root = validate_model_dir(path, "flux")
-        device = torch.device(device)
-        if check_memory:
-            need = estimate_need(root, dtype=dtype, finetune=finetune, shards=shards,
-                                 offload=resolve_offload(options.get("offload"), device))
-            check_fits(need, device, what=f"FLUX model {root}")
-        transformer = load_module(FluxTransformer2DModel, root, "transformer", dtype).to(device)
-        transformer.requires_grad_(True).train()
-        scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        root, transformer, scheduler_config = load_transformer(
+            FluxTransformer2DModel, path, "flux", device=torch.device(device), dtype=dtype, finetune=finetune,
+            shards=shards, check_memory=check_memory, offload=options.get("offload"),
+        )
         return cls(
             transformer,
             load_module(AutoencoderKL, root, "vae", dtype),

@@ -15,7 +15,6 @@ Conventions, as diffusers' StableDiffusion3Pipeline (0.42):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,8 +34,7 @@ from vgrpo.models.hf_components import (
     tokenize,
     vae_decode,
 )
-from vgrpo.models.local_dir import validate_model_dir
-from vgrpo.models.memory import check_fits, estimate_need
+from vgrpo.models.checked_load import load_transformer
 
 
 class SD3Adapter(ModelAdapter):
@@ -95,16 +93,11 @@ class SD3Adapter(ModelAdapter):
         from diffusers import AutoencoderKL, SD3Transformer2DModel
         from transformers import CLIPTextModelWithProjection, T5EncoderModel
 
-        root = validate_model_dir(path, "sd3")
-        device = torch.device(device)
-        if check_memory:
-            aux = ("vae", "text_encoder", "text_encoder_2") + (("text_encoder_3",) if use_t5 else ())
-            need = estimate_need(root, dtype=dtype, finetune=finetune, shards=shards,
-                                 offload=resolve_offload(options.get("offload"), device), auxiliary=aux)
-            check_fits(need, device, what=f"SD3 model {root}")
-        transformer = load_module(SD3Transformer2DModel, root, "transformer", dtype).to(device)
-        transformer.requires_grad_(True).train()
-        scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        root, transformer, scheduler_config = load_transformer(
+            SD3Transformer2DModel, path, "sd3", device=torch.device(device), dtype=dtype, finetune=finetune,
+            shards=shards, check_memory=check_memory, offload=options.get("offload"),
+            auxiliary=("vae", "text_encoder", "text_encoder_2") + (("text_encoder_3",) if use_t5 else ()),
+        )
         encoders = (
             load_module(CLIPTextModelWithProjection, root, "text_encoder", dtype),
             load_module(CLIPTextModelWithProjection, root, "text_encoder_2", dtype),

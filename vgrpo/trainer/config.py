@@ -325,7 +325,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(m.name in ("shapes", "flux", "sd3"), f"model.name must be shapes|flux|sd3, got {m.name!r}")
     need(m.name == "shapes" or m.path is not None,
          f"model.path must name the local diffusers directory of model.name={m.name!r}")
-    need(m.name == "shapes" or m.init == "pretrained", f"model.init=random exists only for the shapes model")
+    need(m.name == "shapes" or m.init == "pretrained", "model.init=random exists only for the shapes model")
     need(m.resolution is None or (m.resolution > 0 and m.resolution % 16 == 0),
          f"model.resolution must be a positive multiple of 16, got {m.resolution}")
     need(r.prompt_file is None or Path(r.prompt_file).is_file(),

@@ -111,6 +111,22 @@ def generate(
     return torch.cat(out)
 
 
+def group_inputs(
+    adapter: ModelAdapter, prompts: Sequence[str], prompt_indices: Sequence[int], *, group_size: int,
+    seed: int, iteration: int,
+) -> tuple[Conditioning, torch.Tensor, torch.Tensor]:
+    """What every rollout of local prompts starts from, whatever its sampler:
+
+    cond: conditioning with batch Bl = len(prompts) * G (groups contiguous); index: [Bl] global
+    sample indices; noise: [Bl, *latent] float32 CPU initial noise at t = 1, sample i drawn from
+    generator(seed, rollout stream, iteration, index[i]).
+    """
+    cond = adapter.encode_prompts(list(prompts)).repeat_interleave(group_size)
+    index = sample_indices(prompt_indices, group_size)
+    noise = initial_noise(adapter.latent_shape, seed, STREAM_ROLLOUT_NOISE, iteration, index)
+    return cond, index, noise
+
+
 def rollout(
     adapter: ModelAdapter,
     prompts: Sequence[str],
@@ -131,9 +147,9 @@ def rollout(
     `on_chunk(start, stop, x0_chunk)` sees each finished chunk of samples (see `generate`); sample
     i of the batch belongs to prompt i // G.
     """
-    cond = adapter.encode_prompts(list(prompts)).repeat_interleave(group_size)
-    index = sample_indices(prompt_indices, group_size)
-    noise = initial_noise(adapter.latent_shape, seed, STREAM_ROLLOUT_NOISE, iteration, index)
+    cond, index, noise = group_inputs(
+        adapter, prompts, prompt_indices, group_size=group_size, seed=seed, iteration=iteration
+    )
     x0 = generate(
         adapter, cond, noise, steps=steps, solver=solver, shift=shift, cfg_scale=cfg_scale,
         batch_size=batch_size, on_chunk=on_chunk,

@@ -15,8 +15,8 @@ import torch
 
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.sampling.sde import sample_sde, sde_timesteps
-from vgrpo.trainer.distributed import STREAM_ROLLOUT_NOISE, STREAM_SDE_NOISE
-from vgrpo.trainer.rollout import RolloutBatch, initial_noise, sample_indices
+from vgrpo.trainer.distributed import STREAM_SDE_NOISE
+from vgrpo.trainer.rollout import RolloutBatch, group_inputs, initial_noise
 
 
 @dataclass
@@ -88,9 +88,9 @@ def sde_rollout(
     floating-point batching effects). `on_chunk(start, stop, x0_chunk)` sees each finished chunk's
     samples [stop - start, *latent] (e.g. to score them while the next chunk runs).
     """
-    cond = adapter.encode_prompts(list(prompts)).repeat_interleave(group_size)
-    index = sample_indices(prompt_indices, group_size)
-    noise = initial_noise(adapter.latent_shape, seed, STREAM_ROLLOUT_NOISE, iteration, index)
+    cond, index, noise = group_inputs(
+        adapter, prompts, prompt_indices, group_size=group_size, seed=seed, iteration=iteration
+    )
     device = adapter.device
     latents, log_probs = [], []
     for start in range(0, index.numel(), batch_size):
