@@ -7,11 +7,19 @@ import torch
 from diffusers import SD3Transformer2DModel
 
 from vgrpo.models.base import Conditioning, ModelAdapter
-from vgrpo.models.shapes import ShapesAdapter, parameter_counts, shipped_model_path
+from vgrpo.models.mmdit import mmdit_velocity
+from vgrpo.models.shapes import (
+    ShapesAdapter,
+    default_denoiser_config,
+    default_text_config,
+    parameter_counts,
+    shipped_model_path,
+    velocity_from_output,
+)
 from vgrpo.rewards.shapes import score
 from vgrpo.world.detect import detect
 
-BASE_MIN_COLOR_HIT = 0.7  # measured 0.875 for the shipped model
+BASE_MIN_COLOR_HIT = 0.8  # measured 1.0 for the shipped model (mean score 0.34)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -68,14 +76,14 @@ def test_velocity_shapes_gradients_and_errors(base):
 
 
 def test_base_model_draws_prompted_objects(base):
-    """The shipped model is a real (imperfect) model: it draws objects of the prompted color (its
-    shapes are still ragged, so the verifier's mean score stays low but above empty images' 0)."""
+    """The shipped model is a real (imperfect) model: it draws objects of the prompted color, and
+    the verifier's mean score is well above empty images' 0 (but the shape is often wrong)."""
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow circle"] * 4
     images = base.generate(prompts, seed=0)
     assert images.shape == (16, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
     right_color = [any(o.color == p.split()[1] for o in objs) for p, objs in zip(prompts, detect(images))]
     assert sum(right_color) / len(prompts) >= BASE_MIN_COLOR_HIT
-    assert float(score(images, prompts).mean()) > 0.05
+    assert float(score(images, prompts).mean()) > 0.15
     again = base.generate(prompts[:4], seed=0)
     torch.testing.assert_close(again, images[:4], atol=1e-5, rtol=0)
 
@@ -103,3 +111,26 @@ def test_random_is_reproducible_and_roundtrips(tmp_path):
         torch.testing.assert_close(a.velocity(z, t, a.encode_prompts(ps)), c.velocity(z, t, c.encode_prompts(ps)))
     with pytest.raises(FileNotFoundError, match="config.json"):
         ShapesAdapter.from_pretrained(tmp_path / "missing")
+
+
+def test_x_prediction_velocity_lands_on_the_denoiser_output_and_roundtrips(tmp_path):
+    """An x-prediction model's velocity takes z_t straight to its output: z_t - t v = x_theta."""
+    m = ShapesAdapter.build(default_denoiser_config(num_layers=1), default_text_config(), seed=1, prediction="x")
+    cond = m.encode_prompts(["a circle", "two squares", "a red square"])
+    z, t = torch.randn(3, 3, 32, 32), torch.tensor([0.9, 0.3, 0.01])
+    with torch.no_grad():
+        out = mmdit_velocity(m.denoiser, z, t, cond, torch.float32)
+        v = m.velocity(z, t, cond)
+    torch.testing.assert_close(z - t.view(-1, 1, 1, 1) * v, out, atol=1e-4, rtol=1e-4)
+    assert torch.equal(velocity_from_output(out, z, t, "v"), out)
+    m.save_pretrained(tmp_path / "m")
+    loaded = ShapesAdapter.from_pretrained(tmp_path / "m")
+    assert loaded.prediction == "x"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.velocity(z, t, cond), v)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps(dict(config, prediction="eps")))
+    with pytest.raises(ValueError, match="'prediction' must be one of"):
+        ShapesAdapter.from_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        velocity_from_output(out, z, t, "eps")

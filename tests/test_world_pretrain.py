@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vgrpo.models.shapes import ShapesAdapter
-from vgrpo.pretrain import lr_factor, main, parse_args
+from vgrpo.models.shapes import velocity_from_output
+from vgrpo.pretrain import flow_matching_loss, lr_factor, main, parse_args
 
 
 def test_schedule_warms_up_then_decays_to_a_tenth():
@@ -14,6 +15,18 @@ def test_schedule_warms_up_then_decays_to_a_tenth():
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(100, 100, 10) == pytest.approx(0.1)
+
+
+def test_x_prediction_loss_is_the_velocity_loss_with_a_capped_weight():
+    g = torch.Generator().manual_seed(0)
+    x0, eps, out = (torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    t = torch.tensor([0.9, 0.5, 0.05, 0.01], dtype=torch.float64)
+    z = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps
+    per_sample_v = (velocity_from_output(out, z, t, "x") - (eps - x0)).square().mean((1, 2, 3))
+    capped = per_sample_v * (t / t.clamp_min(0.05)).square()  # the same as v-space for t >= 0.05
+    torch.testing.assert_close(capped[:3], per_sample_v[:3])
+    torch.testing.assert_close(flow_matching_loss(out, x0, eps, t, "x"), capped.mean())
+    torch.testing.assert_close(flow_matching_loss(out, x0, eps, t, "v"), (out - (eps - x0)).square().mean())
 
 
 def test_bad_arguments_are_rejected(capsys):
@@ -37,3 +50,43 @@ def test_short_runs_are_reproducible_and_loadable(tmp_path):
     assert not torch.equal(a.denoiser.proj_out.weight, fresh.denoiser.proj_out.weight)  # it trained
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["trained_steps"] == 2 and config["recipe"]["seed"] == 0
+    assert config["prediction"] == "x" and a.prediction == "x"
+    assert not (tmp_path / "a" / "pretrain_state.pt").exists()  # removed once the final model is saved
+
+
+def test_a_killed_run_resumes_bit_for_bit_and_refuses_another_recipe(tmp_path, monkeypatch):
+    """Kill a 4-step run inside step 3 (after the save at step 2); re-running continues exactly."""
+    import vgrpo.pretrain as pretrain
+
+    torch.set_num_threads(2)
+    args = ["--steps", "4", "--batch", "4", "--eval-samples", "0", "--threads", "2", "--warmup", "1",
+            "--save-every", "2", "--prediction", "v", "--t-mean", "0.5"]
+    main(args + ["--out", str(tmp_path / "whole")])
+
+    real_update, calls = pretrain.ema_update, []
+
+    def dies_in_step_three(ema, live, decay):
+        calls.append(1)
+        if len(calls) == 5:  # two EMA updates per step: the first of step 3
+            raise KeyboardInterrupt
+        real_update(ema, live, decay)
+
+    monkeypatch.setattr(pretrain, "ema_update", dies_in_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        main(args + ["--out", str(tmp_path / "killed")])
+    monkeypatch.setattr(pretrain, "ema_update", real_update)
+    state = torch.load(tmp_path / "killed" / "pretrain_state.pt", weights_only=False)
+    assert state["step"] == 2
+    assert json.loads((tmp_path / "killed" / "config.json").read_text())["trained_steps"] == 2
+
+    with pytest.raises(SystemExit, match="another recipe.*t_mean: saved 0.5 vs now 0.2"):
+        main([a if a != "0.5" else "0.2" for a in args] + ["--out", str(tmp_path / "killed")])
+    main(args + ["--out", str(tmp_path / "killed")])
+    whole = ShapesAdapter.from_pretrained(tmp_path / "whole")
+    resumed = ShapesAdapter.from_pretrained(tmp_path / "killed")
+    assert resumed.prediction == "v"
+    for (k, va), vb in zip(whole.denoiser.state_dict().items(), resumed.denoiser.state_dict().values()):
+        assert torch.equal(va, vb), k
+    for (k, va), vb in zip(whole.text_encoder.state_dict().items(), resumed.text_encoder.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not (tmp_path / "killed" / "pretrain_state.pt").exists()

@@ -3,15 +3,22 @@
 Recipe (the defaults; reproducible from --seed on CPU):
   data      ground-truth renders (`vgrpo.world.render`) of train prompts, drawn on the fly: a
             category uniformly, then a prompt of it uniformly, then a random layout
-  objective x0 = 2 * image - 1, eps ~ N(0, I), t ~ logit-normal(0, 1) (as SD3),
-            z_t = (1 - t) x0 + t eps, loss = mean (v_theta(z_t, t, c) - (eps - x0))^2;
+  objective x0 = 2 * image - 1, eps ~ N(0, I), t ~ logit-normal(--t-mean, 1) (SD3 uses 0),
+            z_t = (1 - t) x0 + t eps, loss = mean (v_theta(z_t, t, c) - (eps - x0))^2 in velocity
+            space for both parametrisations (--prediction): "v" outputs the velocity, "x" outputs
+            the clean image x_theta and v_theta = (z_t - x_theta) / t, the loss weight 1 / t^2
+            capped at t = 0.05 (as JiT, "Back to Basics: Let Denoising Generative Models Denoise");
             the prompt is replaced by "" with probability --cfg-drop (for guidance)
   optimiser AdamW (betas 0.9/0.99, no weight decay), lr --lr with --warmup linear warm-up then
             cosine decay to 10 %, grad-norm clip 1.0, batch --batch, --steps steps; denoiser and
             text encoder trained jointly; an EMA (--ema) of both is what gets saved
   output    --out/{config.json, denoiser.safetensors, text_encoder.safetensors} (EMA weights),
             saved every --save-every steps and at the end, with the held-out verifier score of the
-            final model (DPM-Solver++ 2M, 12 steps, --eval-samples images per held-out prompt)
+            final model (DPM-Solver++ 2M, 12 steps, --eval-samples held-out images per category)
+  resume    every save also writes --out/pretrain_state.pt (live and EMA weights, optimiser,
+            schedule, data and noise generators, step), atomically; re-running the same command
+            after a kill continues from it bit for bit (same --threads), and a different recipe is
+            refused; the file is removed once the final model is saved
 
 To refresh the shipped model: python -m vgrpo.pretrain --out vgrpo/assets/shapes_base
 """
@@ -23,6 +30,8 @@ import copy
 import math
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -30,8 +39,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from vgrpo.models.shapes import ShapesAdapter, default_denoiser_config, default_text_config, parameter_counts  # noqa: E402
-from vgrpo.world.prompts import heldout_prompts, train_prompts_by_category  # noqa: E402
+from vgrpo.models.shapes import (  # noqa: E402
+    IMAGE_SIZE,
+    PREDICTIONS,
+    ShapesAdapter,
+    default_denoiser_config,
+    default_text_config,
+    parameter_counts,
+)
+from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
 from vgrpo.world.text import encode, tokenize  # noqa: E402
 
@@ -43,18 +59,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--out", default="runs/shapes_base", help="output model folder")
-    ap.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    ap.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     ap.add_argument("--batch", type=int, default=48, help="images per step")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     ap.add_argument("--ema", type=float, default=0.995, help="EMA decay of the saved weights")
+    ap.add_argument("--patch-size", type=int, default=4, choices=(1, 2, 4, 8), help="denoiser patch side in pixels")
+    ap.add_argument("--layers", type=int, default=4, help="denoiser transformer blocks")
+    ap.add_argument("--heads", type=int, default=3, help="denoiser attention heads of width 32 (model width = 32 x heads)")
+    ap.add_argument("--prediction", choices=PREDICTIONS, default="x",
+                    help="what the denoiser outputs: the clean image (x) or the velocity (v)")
+    ap.add_argument("--t-mean", type=float, default=0.5, help="location of the logit-normal timestep density (> 0: noisier)")
     ap.add_argument("--cfg-drop", type=float, default=0.1, help="probability of the empty prompt")
     ap.add_argument("--seed", type=int, default=0, help="seed of weights, data and noise")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--save-every", type=int, default=250, help="save the EMA model every N steps")
-    ap.add_argument("--eval-samples", type=int, default=4, help="images per held-out prompt in the final eval (0: skip)")
+    ap.add_argument("--save-every", type=int, default=500, help="save the EMA model every N steps")
+    ap.add_argument("--resume", choices=("auto", "never"), default="auto",
+                    help="auto: continue from --out/pretrain_state.pt when it exists; never: start over")
+    ap.add_argument("--eval-samples", type=int, default=64, help="held-out images per category in the final eval (0: skip)")
     args = ap.parse_args(argv)
-    for name in ("steps", "batch", "threads", "save_every"):
+    for name in ("steps", "batch", "threads", "save_every", "layers", "heads"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.eval_samples < 0:
@@ -85,13 +109,35 @@ def draw_prompts(rng: np.random.Generator, by_category: dict[str, list[str]], n:
     return ["" if d else p for p, d in zip(out, drop)]
 
 
-def heldout_eval(model: ShapesAdapter, samples_per_prompt: int, seed: int = 1234) -> dict[str, dict[str, float]]:
-    """Held-out verifier mean score and accuracy per category with the model's default sampler."""
-    from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+def heldout_eval(model: ShapesAdapter, images_per_category: int, seed: int = 1234) -> dict[str, dict[str, float]]:
+    """Held-out verifier mean score and accuracy per category with the model's default sampler.
 
-    prompts = [p for p in heldout_prompts() for _ in range(samples_per_prompt)]
+    `images_per_category` images per category, cycling over its held-out prompts (the trainer's
+    held-out evaluation does the same), so every category weighs equally in "overall".
+    """
+    from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+    from vgrpo.trainer.evaluation import eval_prompts
+
+    prompts = eval_prompts(heldout_prompts_by_category(), images_per_category)
     images = torch.cat([model.generate(prompts[i : i + 128], seed=seed + i) for i in range(0, len(prompts), 128)])
     return {"score": per_category_score(images, prompts), "accuracy": per_category_accuracy(images, prompts)}
+
+
+X_LOSS_MIN_T = 0.05
+
+
+def flow_matching_loss(
+    out: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, prediction: str
+) -> torch.Tensor:
+    """Velocity-space flow-matching loss of a denoiser output; out, x0, eps [B, C, H, W], t [B].
+
+    "v": mean (out - (eps - x0))^2. "x": the same loss with v_theta = (z_t - out) / t, i.e.
+    mean ((out - x0) / max(t, X_LOSS_MIN_T))^2 (the cap keeps the weight of nearly clean inputs finite).
+    """
+    if prediction == "v":
+        return (out - (eps - x0)).square().mean()
+    scale = t.clamp_min(X_LOSS_MIN_T).view(-1, *([1] * (x0.dim() - 1)))
+    return ((out - x0) / scale).square().mean()
 
 
 def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
@@ -100,65 +146,149 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> Non
             e.lerp_(p, 1.0 - decay)
 
 
+STATE_FILE = "pretrain_state.pt"
+NOT_RECIPE = ("out", "threads", "resume", "save_every", "eval_samples")  # do not change the weights
+
+
+@dataclass
+class Pretraining:
+    """Everything a run needs to continue: modules, optimiser, schedule, generators, progress."""
+
+    model: ShapesAdapter
+    ema: ShapesAdapter
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    rng: np.random.Generator
+    gen: torch.Generator
+    step: int = 0
+    running: float | None = None
+    seconds: float = 0.0
+
+    def state_dict(self, recipe: dict) -> dict:
+        return {
+            "recipe": recipe, "step": self.step, "running": self.running, "seconds": self.seconds,
+            "denoiser": self.model.denoiser.state_dict(), "text_encoder": self.model.text_encoder.state_dict(),
+            "ema_denoiser": self.ema.denoiser.state_dict(), "ema_text_encoder": self.ema.text_encoder.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state, "torch_gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.denoiser.load_state_dict(state["denoiser"])
+        self.model.text_encoder.load_state_dict(state["text_encoder"])
+        self.ema.denoiser.load_state_dict(state["ema_denoiser"])
+        self.ema.text_encoder.load_state_dict(state["ema_text_encoder"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.gen.set_state(state["torch_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.running, self.seconds = state["step"], state["running"], state["seconds"]
+
+
+def build(args: argparse.Namespace) -> Pretraining:
+    """Fresh model, EMA copy, optimiser and schedule of the recipe in `args` (seeded)."""
+    torch.manual_seed(args.seed)
+    architecture = default_denoiser_config(
+        patch_size=args.patch_size,
+        pos_embed_max_size=IMAGE_SIZE // args.patch_size,
+        num_layers=args.layers,
+        num_attention_heads=args.heads,
+        caption_projection_dim=32 * args.heads,
+    )
+    model = ShapesAdapter.build(architecture, default_text_config(), args.seed, args.prediction)
+    model.denoiser.train()
+    model.text_encoder.train().requires_grad_(True)
+    ema = ShapesAdapter(copy.deepcopy(model.denoiser).eval(), copy.deepcopy(model.text_encoder).eval(), model.config)
+    params = list(model.denoiser.parameters()) + list(model.text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, args.warmup))
+    return Pretraining(model, ema, opt, sched, np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed))
+
+
+def resume_if_possible(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
+    """Load --out/pretrain_state.pt into `run` (resume=auto); refuse a state of another recipe."""
+    path = Path(args.out) / STATE_FILE
+    if args.resume == "never" or not path.is_file():
+        return
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    differ = sorted(k for k in set(recipe) | set(state["recipe"]) if recipe.get(k) != state["recipe"].get(k))
+    if differ:
+        detail = ", ".join(f"{k}: saved {state['recipe'].get(k)!r} vs now {recipe.get(k)!r}" for k in differ)
+        raise SystemExit(f"error: {path} belongs to another recipe ({detail}); "
+                         "use the same arguments, another --out, or --resume=never")
+    run.load_state_dict(state)
+    print(f"resuming from {path} at step {run.step}")
+
+
+def save(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
+    """The EMA model (atomically per file) and the resumable state (atomically) at run.step."""
+    run.ema._cache.clear()
+    run.ema.save_pretrained(args.out, {"recipe": recipe, "trained_steps": run.step})
+    tmp = Path(args.out) / f".{STATE_FILE}.tmp"
+    torch.save(run.state_dict(recipe), tmp)
+    os.replace(tmp, Path(args.out) / STATE_FILE)
+
+
+def train_step(run: Pretraining, args: argparse.Namespace, by_cat: dict[str, list[str]]) -> float:
+    """One optimiser step on a fresh batch of renders; returns the loss."""
+    denoiser, text = run.model.denoiser, run.model.text_encoder
+    prompts = draw_prompts(run.rng, by_cat, args.batch, args.cfg_drop)
+    x0 = render_batch([p or "a circle" for p in prompts], run.rng) * 2.0 - 1.0
+    # An unconditional row still gets a real image (of a random train prompt's world).
+    for i, p in enumerate(prompts):
+        if not p:
+            x0[i] = render_batch(draw_prompts(run.rng, by_cat, 1, 0.0), run.rng)[0] * 2.0 - 1.0
+    eps = torch.randn(x0.shape, generator=run.gen)
+    t = torch.sigmoid(torch.randn(args.batch, generator=run.gen) + args.t_mean).clamp(1e-4, 1.0)
+    tb = t.view(-1, 1, 1, 1)
+    z = (1.0 - tb) * x0 + tb * eps
+    hidden, pooled = encode(text, tokenize(run.model.tokenizer, prompts))
+    out = denoiser(hidden_states=z, encoder_hidden_states=hidden, pooled_projections=pooled,
+                   timestep=t * 1000.0, return_dict=False)[0]
+    loss = flow_matching_loss(out, x0, eps, t, args.prediction)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([q for g in run.opt.param_groups for q in g["params"]], 1.0)
+    run.opt.step()
+    run.sched.step()
+    ema_update(run.ema.denoiser, denoiser, args.ema)
+    ema_update(run.ema.text_encoder, text, args.ema)
+    return loss.item()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-
-    model = ShapesAdapter.build(default_denoiser_config(), default_text_config(), seed=args.seed)
-    denoiser, text = model.denoiser.train(), model.text_encoder.train().requires_grad_(True)
-    ema_model = ShapesAdapter(copy.deepcopy(denoiser).eval(), copy.deepcopy(text).eval(), model.config)
-    params = list(denoiser.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, args.warmup))
+    recipe = {k: v for k, v in vars(args).items() if k not in NOT_RECIPE}
+    run = build(args)
+    resume_if_possible(run, args, recipe)
     by_cat = train_prompts_by_category()
-    counts = parameter_counts(model)
+    counts = parameter_counts(run.model)
     print(f"denoiser {counts['denoiser']:,} params, text encoder {counts['text_encoder']:,} params")
-    recipe = {k: v for k, v in vars(args).items() if k not in ("out", "threads")}
 
-    start = time.time()
-    bar = tqdm(range(args.steps), desc="pretrain", dynamic_ncols=True)
-    running = None
-    for step in bar:
-        prompts = draw_prompts(rng, by_cat, args.batch, args.cfg_drop)
-        x0 = render_batch([p or "a circle" for p in prompts], rng) * 2.0 - 1.0
-        # An unconditional row still gets a real image (of a random train prompt's world).
-        for i, p in enumerate(prompts):
-            if not p:
-                x0[i] = render_batch(draw_prompts(rng, by_cat, 1, 0.0), rng)[0] * 2.0 - 1.0
-        eps = torch.randn(x0.shape, generator=gen)
-        t = torch.sigmoid(torch.randn(args.batch, generator=gen)).clamp(1e-4, 1.0)
-        tb = t.view(-1, 1, 1, 1)
-        z = (1.0 - tb) * x0 + tb * eps
-        hidden, pooled = encode(text, tokenize(model.tokenizer, prompts))
-        v = denoiser(hidden_states=z, encoder_hidden_states=hidden, pooled_projections=pooled,
-                     timestep=t * 1000.0, return_dict=False)[0]
-        loss = (v - (eps - x0)).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        ema_update(ema_model.denoiser, denoiser, args.ema)
-        ema_update(ema_model.text_encoder, text, args.ema)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{running:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        if (step + 1) % args.save_every == 0 and step + 1 < args.steps:
-            ema_model._cache.clear()
-            ema_model.save_pretrained(args.out, {"recipe": recipe, "trained_steps": step + 1})
-    train_seconds = time.time() - start
-    ema_model._cache.clear()
-    extra = {"recipe": recipe, "trained_steps": args.steps, "train_seconds": round(train_seconds),
-             "final_loss_ema": running}
+    start = time.time() - run.seconds
+    bar = tqdm(range(run.step, args.steps), initial=run.step, total=args.steps, desc="pretrain", dynamic_ncols=True)
+    for _ in bar:
+        loss = train_step(run, args, by_cat)
+        run.step += 1
+        run.running = loss if run.running is None else 0.98 * run.running + 0.02 * loss
+        run.seconds = time.time() - start
+        bar.set_postfix(loss=f"{run.running:.4f}", lr=f"{run.sched.get_last_lr()[0]:.2e}")
+        if run.step % args.save_every == 0 and run.step < args.steps:
+            save(run, args, recipe)
+    run.ema._cache.clear()
+    extra = {"recipe": recipe, "trained_steps": args.steps, "train_seconds": round(run.seconds),
+             "final_loss_ema": run.running}
     if args.eval_samples:
         print("evaluating the EMA model on the held-out prompts ...")
-        extra["heldout_eval"] = ev = heldout_eval(ema_model, args.eval_samples)
+        extra["heldout_eval"] = ev = heldout_eval(run.ema, args.eval_samples)
         for kind in ("score", "accuracy"):
             print(kind, " ".join(f"{k}={v:.3f}" for k, v in ev[kind].items()))
-    ema_model.save_pretrained(args.out, extra)
-    print(f"saved {args.out} after {train_seconds / 60:.1f} min of training")
+    run.ema.save_pretrained(args.out, extra)
+    (Path(args.out) / STATE_FILE).unlink(missing_ok=True)
+    print(f"saved {args.out} after {run.seconds / 60:.1f} min of training")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the shipped base model lives in `vgrpo/assets/shapes_base`.
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,26 @@ from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_e
 
 IMAGE_SIZE = 32
 DEFAULT_SAMPLING = {"solver": "dpm++2m", "steps": 12, "shift": 1.0, "guidance": 1.0}
+PREDICTIONS = ("v", "x")
+X_PREDICTION_MIN_T = 1e-3  # v = (z - x_hat) / max(t, this): only guards the division as t -> 0
+
+
+def velocity_from_output(out: torch.Tensor, z: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The velocity a denoiser output stands for.
+
+    Args:
+        out: [B, C, H, W] denoiser output; z: [B, C, H, W] its noised input; t: [B] in (0, 1].
+        prediction: "v" (the output is the velocity eps - x0) or "x" (the output is the clean
+            image x0; v = (z - x0) / max(t, X_PREDICTION_MIN_T)).
+    Returns:
+        v: [B, C, H, W] in out's dtype.
+    """
+    if prediction == "v":
+        return out
+    if prediction != "x":
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    scale = t.clamp_min(X_PREDICTION_MIN_T).view(-1, *([1] * (z.dim() - 1))).to(out.dtype)
+    return (z.to(out.dtype) - out) / scale
 
 
 def default_denoiser_config(**overrides: Any) -> dict[str, Any]:
@@ -79,14 +100,24 @@ class ShapesAdapter(ModelAdapter):
         self.latent_shape = (int(denoiser.config.in_channels), size, size)
         self.config = dict(config or {})
         self.sampling = dict(DEFAULT_SAMPLING, **self.config.get("sampling", {}))
+        self.prediction = str(self.config.get("prediction", "v"))
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"model config 'prediction' must be one of {PREDICTIONS}, got {self.prediction!r}")
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # Construction ---------------------------------------------------------------------------
     @classmethod
     def build(
-        cls, denoiser_config: dict[str, Any], text_config: dict[str, Any], seed: int = 0
+        cls, denoiser_config: dict[str, Any], text_config: dict[str, Any], seed: int = 0, prediction: str = "v"
     ) -> ShapesAdapter:
-        """Freshly initialised model (reproducible from `seed`)."""
+        """Freshly initialised model (reproducible from `seed`); `prediction` as `velocity_from_output`."""
+        denoiser, text = cls._build_modules(denoiser_config, text_config, seed)
+        return cls(denoiser, text, {"denoiser": denoiser_config, "text_encoder": text_config, "prediction": prediction})
+
+    @staticmethod
+    def _build_modules(
+        denoiser_config: dict[str, Any], text_config: dict[str, Any], seed: int = 0
+    ) -> tuple[SD3Transformer2DModel, CLIPTextModelWithProjection]:
         tcfg = text_encoder_config(**text_config)
         if denoiser_config["joint_attention_dim"] != tcfg.hidden_size:
             raise ValueError(
@@ -102,7 +133,7 @@ class ShapesAdapter(ModelAdapter):
             torch.manual_seed(seed)
             denoiser = SD3Transformer2DModel(**denoiser_config)
         text = build_text_encoder(tcfg, seed=seed + 1)
-        return cls(denoiser, text, {"denoiser": denoiser_config, "text_encoder": text_config})
+        return denoiser, text
 
     @classmethod
     def random(cls, seed: int = 0, **tiny_config_overrides: Any) -> ShapesAdapter:
@@ -122,23 +153,27 @@ class ShapesAdapter(ModelAdapter):
         for key in ("denoiser", "text_encoder"):
             if key not in config:
                 raise ValueError(f"{cfg_file} lacks the {key!r} section")
-        model = cls.build(config["denoiser"], config["text_encoder"])
-        model.config = config
-        model.sampling = dict(DEFAULT_SAMPLING, **config.get("sampling", {}))
+        model = cls(*cls._build_modules(config["denoiser"], config["text_encoder"]), config)
         model.denoiser.load_state_dict(load_file(str(folder / "denoiser.safetensors")))
         model.text_encoder.load_state_dict(load_file(str(folder / "text_encoder.safetensors")))
         return model.to(device, dtype)
 
     def save_pretrained(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> None:
-        """Write config.json, denoiser.safetensors and text_encoder.safetensors to `path`."""
+        """Write denoiser.safetensors, text_encoder.safetensors, then config.json to `path`.
+
+        Each file is written under a temporary name and renamed into place, config last, so a
+        kill while saving leaves every file whole (the config may describe the previous save).
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        config = dict(self.config, sampling=self.sampling, **(extra_config or {}))
-        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.denoiser.state_dict().items()},
-                  str(folder / "denoiser.safetensors"))
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.text_encoder.state_dict().items()},
-                  str(folder / "text_encoder.safetensors"))
+        config = dict(self.config, sampling=self.sampling, prediction=self.prediction, **(extra_config or {}))
+        for name, module in (("denoiser", self.denoiser), ("text_encoder", self.text_encoder)):
+            tmp = folder / f".{name}.safetensors.tmp"
+            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
+            os.replace(tmp, folder / f"{name}.safetensors")
+        tmp = folder / ".config.json.tmp"
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, folder / "config.json")
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ShapesAdapter:
         self.denoiser.to(device=device)
@@ -177,7 +212,8 @@ class ShapesAdapter(ModelAdapter):
     def velocity(self, z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """z [B, 3, 32, 32], t [B] in (0, 1] -> v [B, 3, 32, 32] (denoiser dtype)."""
         self.check_velocity_inputs(z, t, cond)
-        return mmdit_velocity(self.denoiser, z, t, cond, next(self.denoiser.parameters()).dtype)
+        out = mmdit_velocity(self.denoiser, z, t, cond, next(self.denoiser.parameters()).dtype)
+        return velocity_from_output(out, z, t, self.prediction)
 
     def velocity_fn(self, cond: Conditioning, guidance: float = 1.0):
         """(z, t) -> v for `vgrpo.sampling.ode.sample`; guidance != 1 batches cond and null together."""
@@ -237,4 +273,4 @@ def parameter_counts(model: ShapesAdapter) -> dict[str, int]:
     }
 
 
-__all__ = ["ShapesAdapter", "default_denoiser_config", "default_text_config", "shipped_model_path", "parameter_counts"]
+__all__ = ["ShapesAdapter", "velocity_from_output", "default_denoiser_config", "default_text_config", "shipped_model_path", "parameter_counts"]

@@ -132,7 +132,7 @@ class AlgorithmConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-3
+    lr: float = 5e-4
     """AdamW learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
