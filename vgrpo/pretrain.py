@@ -47,6 +47,7 @@ from vgrpo.models.shapes import (  # noqa: E402
     default_text_config,
     parameter_counts,
 )
+from vgrpo.utils.atomic import write_atomically  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
 from vgrpo.world.text import encode, tokenize  # noqa: E402
@@ -226,9 +227,8 @@ def save(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
     """The EMA model (atomically per file) and the resumable state (atomically) at run.step."""
     run.ema._cache.clear()
     run.ema.save_pretrained(args.out, {"recipe": recipe, "trained_steps": run.step})
-    tmp = Path(args.out) / f".{STATE_FILE}.tmp"
-    torch.save(run.state_dict(recipe), tmp)
-    os.replace(tmp, Path(args.out) / STATE_FILE)
+    state = run.state_dict(recipe)
+    write_atomically(Path(args.out) / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
 def train_step(run: Pretraining, args: argparse.Namespace, by_cat: dict[str, list[str]]) -> float:

@@ -11,7 +11,6 @@ the shipped base model lives in `vgrpo/assets/shapes_base`.
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +23,7 @@ from transformers import CLIPTextModelWithProjection
 
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.models.mmdit import mmdit_velocity
+from vgrpo.utils.atomic import write_atomically
 from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize
 
 IMAGE_SIZE = 32
@@ -168,12 +168,10 @@ class ShapesAdapter(ModelAdapter):
         folder.mkdir(parents=True, exist_ok=True)
         config = dict(self.config, sampling=self.sampling, prediction=self.prediction, **(extra_config or {}))
         for name, module in (("denoiser", self.denoiser), ("text_encoder", self.text_encoder)):
-            tmp = folder / f".{name}.safetensors.tmp"
-            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
-            os.replace(tmp, folder / f"{name}.safetensors")
-        tmp = folder / ".config.json.tmp"
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / "config.json")
+            tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+            write_atomically(folder / f"{name}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        write_atomically(folder / "config.json", lambda tmp: tmp.write_text(text))
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ShapesAdapter:
         self.denoiser.to(device=device)
