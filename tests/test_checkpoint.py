@@ -72,3 +72,36 @@ def test_non_finite_parameters_are_never_saved(tmp_path):
         trainer.params[0].view(-1)[0] = float("nan")
     assert trainer.save_checkpoint() is None
     assert trainer.checkpointer.complete() == []
+
+
+def test_resume_continues_the_cosine_schedule(tmp_path, monkeypatch):
+    # The same command, killed after its iteration-2 checkpoint and run again, follows the
+    # uninterrupted run's learning rates: the scheduler's step count is part of the checkpoint.
+    from vgrpo.trainer.trainer import Trainer
+
+    common = dict(
+        job=dict(iterations=3), algorithm=dict(minibatches=2, mu=1),
+        optim=dict(schedule="cosine", final_lr_ratio=0.0, warmup_steps=2), checkpoint=dict(every=1),
+    )
+    full = run(tiny_config(tmp_path / "a", **common))
+
+    real_step = Trainer.train_step
+
+    def crash_at_third_iteration(self, iteration):
+        if iteration == 2:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_third_iteration)
+    try:
+        run(tiny_config(tmp_path / "b", **common))
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    resumed = run(tiny_config(tmp_path / "b", **common))
+
+    lr_a = [r["lr"] for r in read_metrics(full.run_dir / "metrics.jsonl", "train")]
+    lr_b = [r["lr"] for r in read_metrics(resumed.run_dir / "metrics.jsonl", "train")]
+    assert lr_a == lr_b and lr_a[0] > lr_a[1] > lr_a[2] == 0.0
+    for pa, pb in zip(full.params, resumed.params):
+        assert torch.equal(pa, pb)

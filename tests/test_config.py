@@ -55,7 +55,8 @@ def test_validation_lists_every_problem():
     cfg = apply_overrides(Config(), [
         "--rollout.group_size=1", "--algorithm.sharing=prompt", "--reward.names=shapes,nope",
         "--reward.weights=1", "--algorithm.clip_range=-0.1", "--finetune.mode=qlora",
-        "--reward.overlap=true", "--eval.solver=rk4",
+        "--reward.overlap=true", "--eval.solver=rk4", "--optim.schedule=linear", "--optim.final_lr_ratio=2",
+        "--algorithm.kl_target=base",
     ])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
@@ -63,8 +64,18 @@ def test_validation_lists_every_problem():
     for fragment in ("rollout.group_size must be >= 2", "algorithm.sharing must be batch|group|none",
                      "unknown reward 'nope'", "reward.weights has 1 entries for 2 rewards",
                      "algorithm.clip_range must be in [0, 1)", "finetune.mode must be lora|full",
-                     "reward.overlap must be auto|on|off", "eval.solver must be euler|heun|dpm++2m"):
+                     "reward.overlap must be auto|on|off", "eval.solver must be euler|heun|dpm++2m",
+                     "optim.schedule must be one of constant|cosine", "optim.final_lr_ratio must be in [0, 1]",
+                     "algorithm.kl_target must be behaviour|reference"):
         assert fragment in text
+
+
+def test_reference_kl_needs_lora():
+    cfg = apply_overrides(Config(), ["--algorithm.beta=0.1", "--algorithm.kl_target=reference", "--finetune.mode=full"])
+    with pytest.raises(ConfigError, match="algorithm.kl_target=reference with algorithm.beta=0.1 needs finetune.mode=lora"):
+        validate(cfg)
+    cfg.algorithm.kl_target = "behaviour"  # theta_old's stored predictions need no base model
+    validate(cfg)
 
 
 def test_batch_layout_must_fit_the_world():

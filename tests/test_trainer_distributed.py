@@ -13,7 +13,7 @@ import pytest
 from vgrpo.trainer.metrics import read_metrics
 
 WORKER = Path(__file__).resolve().parent / "trainer_worker.py"
-KEYS = ("reward_mean", "reward_std", "policy_loss", "surrogate_mean", "ratio_mean", "ratio_min", "ratio_max")
+KEYS = ("reward_mean", "reward_std", "policy_loss", "surrogate_mean", "ratio_mean", "ratio_min", "ratio_max", "kl")
 
 
 def free_port() -> int:
@@ -37,6 +37,8 @@ def test_two_processes_match_one_process(tmp_path):
     overrides = [
         "rollout.prompts_per_iteration=4", "rollout.group_size=2", "algorithm.minibatches=2",
         "algorithm.mu=1", "algorithm.sharing=group", "job.iterations=2", "checkpoint.every=2",
+        # the KL to the base model: the sharded denoiser runs with its LoRA adapters disabled
+        "algorithm.beta=0.3", "algorithm.kl_target=reference",
     ]
     torchrun(1, tmp_path / "one", overrides)
     torchrun(2, tmp_path / "two", overrides)
@@ -50,6 +52,7 @@ def test_two_processes_match_one_process(tmp_path):
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (a["iteration"], k)
     # the update moved the policy in both runs, identically
     assert two[1]["surrogate_mean"] != two[0]["surrogate_mean"]
+    assert two[1]["kl"] > 0.0
     # the sharded run wrote one DCP checkpoint with a shard file and an RNG state per rank
     ckpt = tmp_path / "two" / "run" / "checkpoints" / "step-000002"
     assert len(list(ckpt.glob("*.distcp"))) == 2

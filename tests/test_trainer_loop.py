@@ -44,6 +44,28 @@ def test_kl_is_zero_at_first_step_and_logged(tmp_path):
     assert row["kl"] > 0.0  # the second pass moved away from the stored behaviour predictions
 
 
+@pytest.mark.parametrize("target", ["behaviour", "reference"])
+def test_kl_target_reference_measures_the_drift_from_the_base_model(tmp_path, target):
+    # One optimizer step per iteration: theta is theta_old at every step, so the behaviour KL is 0
+    # throughout, while the reference KL is 0 only before the first step (LoRA B starts at zero).
+    cfg = tiny_config(
+        tmp_path, job=dict(iterations=2),
+        algorithm=dict(beta=0.3, kl_target=target, mu=1, minibatches=1, clip_range=0.0),
+    )
+    rows = train_rows(run(cfg))
+    assert rows[0]["kl"] == 0.0
+    assert (rows[1]["kl"] > 0.0) == (target == "reference")
+    assert rows[1]["nfe_old"] == (2.0 if target == "reference" else 0.0)  # N_MC = 2 reference forwards
+
+
+def test_cosine_schedule_spans_the_run(tmp_path):
+    # 3 iterations x mu 2 x 1 minibatch = 6 optimizer steps; the floor is reached at the last one.
+    cfg = tiny_config(tmp_path, job=dict(iterations=3), optim=dict(schedule="cosine", final_lr_ratio=0.2))
+    lrs = [row["lr"] for row in train_rows(run(cfg))]
+    assert lrs[0] < 1e-3 and lrs[0] > lrs[1] > lrs[2]
+    assert lrs[2] == pytest.approx(1e-3 * 0.2, rel=1e-9)
+
+
 def test_run_folder_outputs(tmp_path):
     cfg = tiny_config(
         tmp_path, eval=dict(every=1, images_per_category=1, grid_images=4),

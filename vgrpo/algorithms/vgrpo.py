@@ -6,8 +6,10 @@ ELBO-surrogate method:
 - `draw_pairs`: one iteration's group-shared stratified timestep-noise pairs, drawn on rank 0 from
   the seeded generator and broadcast, so every rank (and any world size) uses the same pairs;
 - `score_old`: the no-grad pass of the behaviour policy theta_old over the same chunks (same
-  shapes) the update will use, storing the per-pair surrogate and, when beta > 0, the velocity
-  (equivalently the x-prediction) for the KL term; `prepare` = `draw_pairs` + `score_old`;
+  shapes) the update will use, storing the per-pair surrogate and, when beta > 0, the KL target's
+  velocity (equivalently its x-prediction): theta_old's own (`kl_target=behaviour`) or the base
+  model's, the denoiser with its LoRA adapters disabled (`kl_target=reference`);
+  `prepare` = `draw_pairs` + `score_old`;
 - `chunk_loss`: forward of theta on one chunk, surrogate, ratio, clipped objective and KL.
 With `reuse_first_surrogate`, the first minibatch of an iteration takes its own detached surrogate
 as the old one: its ratio is exactly 1 in any precision and it needs no scoring forward.
@@ -21,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from vgrpo.algorithms.base import Algorithm, guidance_factor
+from vgrpo.algorithms.reference_model import lora_disabled
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
 from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
@@ -35,8 +38,9 @@ from vgrpo.trainer.rollout import rollout as ode_rollout
 class OldPolicy:
     """Behaviour-policy quantities for one rank's batch.
 
-    loss: [Bl, K] float32 per-pair surrogate of theta_old; v: [Bl, K, *latent] theta_old's velocity
-    (only when beta > 0). Rows of reused chunks are filled by `chunk_loss(take_old_from_self=True)`.
+    loss: [Bl, K] float32 per-pair surrogate of theta_old; v: [Bl, K, *latent] the KL target's
+    velocity (only when beta > 0): theta_old's, or the reference model's. Rows of reused chunks are
+    filled by `chunk_loss(take_old_from_self=True)` (the reference's are all filled by `score_old`).
     """
 
     loss: torch.Tensor
@@ -99,12 +103,14 @@ class VGRPO(Algorithm):
         return VgrpoState(pairs=pairs, old=old, scored_samples=scored)
 
     def nfe(self, rollout: RolloutConfig, mu: int, state: VgrpoState | None) -> dict[str, float]:
-        """nfe_rollout = solver NFE (x2 with CFG); nfe_old = N_MC x scored fraction; nfe_update = mu x N_MC."""
+        """nfe_rollout = solver NFE (x2 with CFG); nfe_old = N_MC x scored fraction (+ N_MC for the
+        reference KL's forwards); nfe_update = mu x N_MC."""
         out = {"nfe_rollout": float(solver_nfe(rollout.solver, rollout.steps) * guidance_factor(rollout))}
         if state is None:
             return {**out, "nfe_old": 0.0, "nfe_update": 0.0}
         k, bl = state.pairs.num_pairs, state.old.loss.shape[0]
-        return {**out, "nfe_old": k * state.scored_samples / bl, "nfe_update": float(mu * k)}
+        reference = k if self._kl_to_reference else 0
+        return {**out, "nfe_old": k * state.scored_samples / bl + reference, "nfe_update": float(mu * k)}
 
     # ------------------------------------------------------------------ pairs
     def draw_pairs(
@@ -186,6 +192,9 @@ class VGRPO(Algorithm):
     ) -> OldPolicy:
         """No-grad pass of theta_old over `chunks` (the update's own chunks), except those in `skip`.
 
+        With beta > 0 and `kl_target=reference`, every chunk (skipped ones too) also gets a forward of
+        the reference model (LoRA adapters disabled), stored as the KL target.
+
         Args:
             x0: [Bl, *latent]; cond: batch Bl; pairs: shared or [Bl, K] rows.
         Returns:
@@ -195,19 +204,31 @@ class VGRPO(Algorithm):
         old = OldPolicy(loss=torch.zeros(bl, k, device=x0.device), v=None)
         skipped = {(s.start, s.stop) for s in skip}
         for sl in chunks:
+            p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
+            if self._kl_to_reference:
+                with lora_disabled(adapter.denoiser):
+                    self._store_kl_target(old, sl, self.forward(adapter, x0[sl], cond.index(sl), p))
             if (sl.start, sl.stop) in skipped:
                 continue
-            p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
             v = self.forward(adapter, x0[sl], cond.index(sl), p)
             self._store(old, sl, self.terms(v, x0[sl], p).loss, v)
         return old
 
+    @property
+    def _kl_to_reference(self) -> bool:
+        return self.cfg.beta > 0 and self.cfg.kl_target == "reference"
+
     def _store(self, old: OldPolicy, sl: slice, loss: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep theta_old's per-pair surrogate of `sl` and, for the behaviour KL, its velocity."""
         old.loss[sl] = loss.detach()
-        if self.cfg.beta > 0:
-            if old.v is None:
-                old.v = torch.zeros(old.loss.shape[0], *v.shape[1:], dtype=v.dtype, device=v.device)
-            old.v[sl] = v.detach()
+        if self.cfg.beta > 0 and not self._kl_to_reference:
+            self._store_kl_target(old, sl, v)
+
+    @staticmethod
+    def _store_kl_target(old: OldPolicy, sl: slice, v: torch.Tensor) -> None:
+        if old.v is None:
+            old.v = torch.zeros(old.loss.shape[0], *v.shape[1:], dtype=v.dtype, device=v.device)
+        old.v[sl] = v.detach()
 
     # ------------------------------------------------------------------ update
     def chunk_loss(
@@ -230,7 +251,7 @@ class VGRPO(Algorithm):
         p = pairs.select(torch.arange(sl.start, sl.stop, device=x0.device))
         v = self.forward(adapter, x0[sl], cond.index(sl), p)
         if take_old_from_self:
-            self._store(old, sl, torch.zeros_like(old.loss[sl]), v)  # v_old; loss filled below
+            self._store(old, sl, torch.zeros_like(old.loss[sl]), v)  # behaviour KL target; loss filled below
         v_old = old.v[sl] if (c.beta > 0 and old.v is not None) else None
         terms = self.terms(v, x0[sl], p, v_old=v_old)
         if take_old_from_self:

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vgrpo.trainer.lr_schedule import SCHEDULES
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the offending `section.key`."""
 
 
 ALGORITHM_NAMES = ("vgrpo", "flowgrpo")
+KL_TARGETS = ("behaviour", "reference")
 
 
 @dataclass
@@ -119,7 +122,9 @@ class AlgorithmConfig:
     clip_range: float = 1e-2
     """PPO ratio clip range epsilon; 0 = no clipping. About 1e-2 for vgrpo (per-element mean inside one ratio per image), about 1e-4 for flowgrpo (one ratio per step)."""
     beta: float = 0.0
-    """KL weight; 0 = off. vgrpo: KL to the behaviour policy (stored x-predictions); flowgrpo: KL to the reference (base) model, the denoiser with its LoRA adapters disabled (needs finetune.mode=lora)."""
+    """KL weight; 0 = off. vgrpo: KL to `kl_target`; flowgrpo: KL to the reference (base) model, the denoiser with its LoRA adapters disabled (needs finetune.mode=lora)."""
+    kl_target: str = "behaviour"
+    """What the vgrpo KL (beta > 0) pulls towards: "behaviour" (method.md: theta_old's x-predictions stored by the scoring pass; bounds each iteration's move) or "reference" (the base model, the denoiser with its LoRA adapters disabled: one more no-grad forward per pair in the scoring pass, bounds the whole run's drift; needs finetune.mode=lora). Ignored by flowgrpo, whose KL is always to the reference."""
     mu: int = 1
     """Passes over each rollout batch (PPO epochs)."""
     minibatches: int = 4
@@ -146,6 +151,11 @@ class OptimConfig:
     """Gradient clipping by global norm; 0 = off."""
     warmup_steps: int = 0
     """Linear learning-rate warmup in optimizer steps."""
+    schedule: str = "constant"
+    """Learning rate after the warm-up: "constant", or "cosine" (half a cosine from `lr` down to
+    `lr x final_lr_ratio` at the last optimizer step of `job.iterations`)."""
+    final_lr_ratio: float = 0.1
+    """Last learning rate of the cosine schedule as a fraction of `lr` (ignored by "constant")."""
 
 
 @dataclass
@@ -366,6 +376,11 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(a.name != "flowgrpo" or a.sde_train_steps <= r.steps,
          f"algorithm.sde_train_steps ({a.sde_train_steps}) must be <= rollout.steps ({r.steps}), the SDE steps "
          "it picks from (0 = all)")
+    need(a.kl_target in KL_TARGETS, f"algorithm.kl_target must be {'|'.join(KL_TARGETS)}, got {a.kl_target!r}")
+    need(not (a.name == "vgrpo" and a.beta > 0 and a.kl_target == "reference" and cfg.finetune.mode != "lora"),
+         f"algorithm.kl_target=reference with algorithm.beta={a.beta} needs finetune.mode=lora: the reference is "
+         f"the denoiser with its LoRA adapters disabled, and finetune.mode={cfg.finetune.mode!r} keeps no base "
+         "model (use algorithm.kl_target=behaviour)")
     need(not (a.name == "flowgrpo" and a.beta > 0 and cfg.finetune.mode != "lora"),
          f"algorithm.beta={a.beta} with algorithm.name=flowgrpo needs finetune.mode=lora: the KL reference is "
          f"the denoiser with its LoRA adapters disabled, and finetune.mode={cfg.finetune.mode!r} keeps no base "
@@ -394,6 +409,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(o.eps > 0, f"optim.eps must be > 0, got {o.eps}")
     need(o.max_grad_norm >= 0, f"optim.max_grad_norm must be >= 0 (0 = off), got {o.max_grad_norm}")
     need(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+    need(o.schedule in SCHEDULES, f"optim.schedule must be one of {'|'.join(SCHEDULES)}, got {o.schedule!r}")
+    need(0 <= o.final_lr_ratio <= 1, f"optim.final_lr_ratio must be in [0, 1], got {o.final_lr_ratio}")
     f = cfg.finetune
     need(f.mode in ("lora", "full"), f"finetune.mode must be lora|full, got {f.mode!r}")
     if f.mode == "lora":

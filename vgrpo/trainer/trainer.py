@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ from vgrpo.objective import group_advantages, surrogate_cv
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.checkpoint import Checkpointer
 from vgrpo.trainer.config import Config, validate
+from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.distributed import (
     STREAM_PROMPTS,
     World,
@@ -130,9 +132,13 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay
         )
-        warmup = o.warmup_steps
+        total_steps = cfg.job.iterations * cfg.algorithm.mu * cfg.algorithm.minibatches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
+            self.optimizer,
+            partial(
+                lr_multiplier, total_steps=total_steps, warmup_steps=o.warmup_steps,
+                schedule=o.schedule, final_ratio=o.final_lr_ratio,
+            ),
         )
         self.rewards = (reward_factory or build_rewards)(cfg, self.world.device)
         overlap = cfg.reward.overlap
