@@ -204,8 +204,8 @@ class CheckpointConfig:
 class EvalConfig:
     every: int = 25
     """Held-out evaluation every this many iterations (and before the first and after the last); 0 = only before/after; -1 = never."""
-    images_per_category: int = 32
-    """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval)."""
+    images_per_category: int = 128
+    """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval). With 32, two checkpoints 15 iterations apart scored 0.448 and 0.375, and 8 images per held-out prompt on other noise ranked them the other way (0.378, 0.412)."""
     grid_images: int = 36
     """Images in each saved PNG sample grid (one column per category)."""
     steps: int = 0
