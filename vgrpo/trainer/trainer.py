@@ -34,7 +34,6 @@ from vgrpo.objective import group_advantages, surrogate_cv
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.checkpoint import Checkpointer
 from vgrpo.trainer.config import Config, validate
-from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.distributed import (
     STREAM_PROMPTS,
     World,
@@ -44,6 +43,7 @@ from vgrpo.trainer.distributed import (
     init_distributed,
 )
 from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
+from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
