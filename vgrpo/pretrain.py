@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from vgrpo.models.shapes import (  # noqa: E402
     default_text_config,
     parameter_counts,
 )
+from vgrpo.trainer.lr_schedule import lr_multiplier  # noqa: E402
 from vgrpo.utils.atomic import write_atomically  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
@@ -92,11 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0.1 at the last step."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    """Linear warm-up to 1, then cosine decay to 0.1 at step `steps` (the trainer's cosine schedule
+    over steps + 1 steps)."""
+    return lr_multiplier(step, total_steps=steps + 1, warmup_steps=warmup, schedule="cosine", final_ratio=0.1)
 
 
 def draw_prompts(rng: np.random.Generator, by_category: dict[str, list[str]], n: int, cfg_drop: float) -> list[str]:
