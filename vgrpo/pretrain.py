@@ -223,7 +223,7 @@ def resume_if_possible(run: Pretraining, args: argparse.Namespace, recipe: dict)
 
 def save(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
     """The EMA model (atomically per file) and the resumable state (atomically) at run.step."""
-    run.ema._cache.clear()
+    run.ema.forget_prompt_encodings()
     run.ema.save_pretrained(args.out, {"recipe": recipe, "trained_steps": run.step})
     state = run.state_dict(recipe)
     write_atomically(Path(args.out) / STATE_FILE, lambda tmp: torch.save(state, tmp))
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         bar.set_postfix(loss=f"{run.running:.4f}", lr=f"{run.sched.get_last_lr()[0]:.2e}")
         if run.step % args.save_every == 0 and run.step < args.steps:
             save(run, args, recipe)
-    run.ema._cache.clear()
+    run.ema.forget_prompt_encodings()
     extra = {"recipe": recipe, "trained_steps": args.steps, "train_seconds": round(run.seconds),
              "final_loss_ema": run.running}
     if args.eval_samples:

@@ -67,7 +67,7 @@ def continuation(model: ShapesAdapter, lr: float, seed: int) -> Pretraining:
 
 def score(model: ShapesAdapter, prompts: list[str]) -> dict[str, float]:
     """The trainer's held-out metrics ("score/<category>", "accuracy/<category>", "*/overall")."""
-    model._cache.clear()  # the text encoder changed since the last evaluation
+    model.forget_prompt_encodings()  # the text encoder changed since the last evaluation
     metrics, _ = evaluate(model, prompts, World(0, 1, torch.device("cpu")), seed=0, steps=8,
                           solver="dpm++2m", shift=1.0)
     return metrics

@@ -181,6 +181,10 @@ class ShapesAdapter(ModelAdapter):
         self._cache.clear()
         return self
 
+    def forget_prompt_encodings(self) -> None:
+        """Drop the cached text-encoder outputs; call it after the text encoder's weights change."""
+        self._cache.clear()
+
     # ModelAdapter ---------------------------------------------------------------------------
     def _text(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
