@@ -186,6 +186,17 @@ class Pretraining:
         self.step, self.running, self.seconds = state["step"], state["running"], state["seconds"]
 
 
+def ema_copy(model: ShapesAdapter) -> ShapesAdapter:
+    """A frozen deep copy of `model` (denoiser and text encoder in eval mode) to hold its EMA."""
+    return ShapesAdapter(copy.deepcopy(model.denoiser).eval(), copy.deepcopy(model.text_encoder).eval(), model.config)
+
+
+def recipe_optimizer(model: ShapesAdapter, lr: float) -> torch.optim.Optimizer:
+    """The recipe's AdamW (betas 0.9 / 0.99, no weight decay) over denoiser and text encoder."""
+    params = list(model.denoiser.parameters()) + list(model.text_encoder.parameters())
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+
+
 def build(args: argparse.Namespace) -> Pretraining:
     """Fresh model, EMA copy, optimiser and schedule of the recipe in `args` (seeded)."""
     torch.manual_seed(args.seed)
@@ -199,9 +210,8 @@ def build(args: argparse.Namespace) -> Pretraining:
     model = ShapesAdapter.build(architecture, default_text_config(), args.seed, args.prediction)
     model.denoiser.train()
     model.text_encoder.train().requires_grad_(True)
-    ema = ShapesAdapter(copy.deepcopy(model.denoiser).eval(), copy.deepcopy(model.text_encoder).eval(), model.config)
-    params = list(model.denoiser.parameters()) + list(model.text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    ema = ema_copy(model)
+    opt = recipe_optimizer(model, args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, args.warmup))
     return Pretraining(model, ema, opt, sched, np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed))
 

@@ -16,7 +16,6 @@ run on a 2-core CPU. Writes supervised.json (one row per evaluation) and prints 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ import numpy as np
 import torch
 
 from vgrpo.models.shapes import ShapesAdapter
-from vgrpo.pretrain import Pretraining, train_step
+from vgrpo.pretrain import Pretraining, ema_copy, recipe_optimizer, train_step
+from vgrpo.pretrain import parse_args as pretrain_args
 from vgrpo.trainer.distributed import World
 from vgrpo.trainer.evaluation import eval_prompts, evaluate
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category
@@ -56,11 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def continuation(model: ShapesAdapter, lr: float, seed: int) -> Pretraining:
     """Pretraining state that continues `model`: the live copy trains, a deep copy is its EMA."""
-    ema = ShapesAdapter(copy.deepcopy(model.denoiser).eval(), copy.deepcopy(model.text_encoder).eval(), model.config)
+    ema = ema_copy(model)
     model.denoiser.train().requires_grad_(True)
     model.text_encoder.train().requires_grad_(True)
-    params = list(model.denoiser.parameters()) + list(model.text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    opt = recipe_optimizer(model, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     return Pretraining(model, ema, opt, sched, np.random.default_rng(seed), torch.Generator().manual_seed(seed))
 
@@ -77,8 +76,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     run = continuation(ShapesAdapter.from_pretrained(args.model), args.lr, args.seed)
-    recipe = argparse.Namespace(batch=args.batch, cfg_drop=0.1, prediction=run.model.config.get("prediction", "v"),
-                                t_mean=run.model.config.get("recipe", {}).get("t_mean", 0.5), ema=0.995)
+    defaults = pretrain_args([])  # pretraining's data and EMA settings
+    recipe = argparse.Namespace(batch=args.batch, cfg_drop=defaults.cfg_drop, prediction=run.model.prediction,
+                                t_mean=run.model.config.get("recipe", {}).get("t_mean", defaults.t_mean),
+                                ema=defaults.ema)
     prompts = eval_prompts(heldout_prompts_by_category(), args.images_per_category)
     by_category = train_prompts_by_category()
     marks = {args.steps * (i + 1) // args.evals for i in range(args.evals)}
