@@ -121,3 +121,82 @@ def test_registry_delegates_shapes_and_drops_unset_options():
     assert isinstance(adapter, ShapesAdapter)
     with pytest.raises(ValueError, match="takes no options, got \\['resolution'\\]"):
         build_adapter("shapes", None, resolution=64)
+
+
+def _index_with(folder, weight_map) -> None:
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+@pytest.mark.parametrize("shard", ["../../x.safetensors", "/etc/x.safetensors", "sub/x.safetensors",
+                                   "..\\x.safetensors", "model.bin", 3, None])
+def test_index_shard_outside_the_folder_or_not_a_name_is_refused(flux_copy, shard):
+    folder = flux_copy / "transformer"
+    (flux_copy.parent / "x.safetensors").write_bytes((flux_copy / "vae" / "diffusion_pytorch_model.safetensors").read_bytes())
+    _index_with(folder, {"a": "diffusion_pytorch_model.safetensors", "b": shard})
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    with pytest.raises(ModelDirError, match="weight_map names shard") as e:
+        validate_model_dir(flux_copy, "flux")
+    assert str(index) in str(e.value)
+    with pytest.raises(ModelDirError, match="no path components"):
+        estimate_need(flux_copy)  # the memory estimate reads the same index: refused the same way
+
+
+@pytest.mark.parametrize("content", [
+    "[1, 2]",  # not an object
+    '{"weight_map": ["a.safetensors"]}',  # weight_map not an object
+    '{"weight_map": {}}',  # empty
+    '{"weight_map": {"a": ["x"]}}',  # unhashable shard name
+    "[" * 100_000 + "]" * 100_000,  # nesting deep enough to overflow the parser
+    "\xff\xfe binary",
+])
+def test_malformed_index_json_names_the_file(flux_copy, content):
+    index = flux_copy / "transformer" / "diffusion_pytorch_model.safetensors.index.json"
+    index.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ModelDirError) as e:
+        validate_model_dir(flux_copy, "flux")
+    assert str(index) in str(e.value)
+
+
+def _safetensors_with_header(path, header_bytes: bytes) -> None:
+    path.write_bytes(len(header_bytes).to_bytes(8, "little") + header_bytes)
+
+
+@pytest.mark.parametrize("header", [
+    b"[1, 2, 3]",  # a list, not an object (was AttributeError)
+    b'{"w": {"dtype": "F32"}}',  # no shape (was KeyError)
+    b'{"w": {"dtype": "F32", "shape": [-1, 3]}}',  # negative dimension
+    b'{"w": {"dtype": "F32", "shape": "3"}}',  # shape not a list
+    b'{"w": 5}',  # entry not an object
+    b"[" * 100_000 + b"]" * 100_000,  # deep nesting (was RecursionError)
+    b"",  # empty header
+    b"\xff\xfe",  # not UTF-8
+])
+def test_malformed_safetensors_header_names_the_file(flux_copy, header):
+    shard = flux_copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    _safetensors_with_header(shard, header)
+    with pytest.raises(ModelDirError) as e:
+        validate_model_dir(flux_copy, "flux")
+    assert str(shard) in str(e.value) and "safetensors" in str(e.value)
+    with pytest.raises(ModelDirError):
+        safetensors_numel(shard)
+
+
+def test_header_length_beyond_the_limit_and_unreadable_config(flux_copy):
+    shard = flux_copy / "vae" / "diffusion_pytorch_model.safetensors"
+    good = shard.read_bytes()
+    shard.write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ModelDirError, match="not a safetensors file \\(header length"):
+        validate_model_dir(flux_copy, "flux")
+    shard.write_bytes(good)
+    (flux_copy / "scheduler" / "scheduler_config.json").unlink()
+    (flux_copy / "scheduler" / "scheduler_config.json").mkdir()  # a folder where a file belongs
+    with pytest.raises(ModelDirError, match="scheduler_config.json"):
+        validate_model_dir(flux_copy, "flux")
+
+
+def test_shapes_model_folder_with_malformed_config_names_it(tmp_path):
+    from vgrpo.models.shapes import ShapesAdapter
+
+    (tmp_path / "config.json").write_text("[" * 100_000)
+    with pytest.raises(ModelDirError, match="config.json is not valid JSON"):
+        ShapesAdapter.from_pretrained(tmp_path)

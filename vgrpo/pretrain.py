@@ -221,7 +221,7 @@ def resume_if_possible(run: Pretraining, args: argparse.Namespace, recipe: dict)
     path = Path(args.out) / STATE_FILE
     if args.resume == "never" or not path.is_file():
         return
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     differ = sorted(k for k in set(recipe) | set(state["recipe"]) if recipe.get(k) != state["recipe"].get(k))
     if differ:
         detail = ", ".join(f"{k}: saved {state['recipe'].get(k)!r} vs now {recipe.get(k)!r}" for k in differ)

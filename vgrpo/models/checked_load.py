@@ -4,14 +4,13 @@ transformer and the scheduler config."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from vgrpo.models.hf_components import load_module, resolve_offload
-from vgrpo.models.local_dir import validate_model_dir
+from vgrpo.models.local_dir import read_json, validate_model_dir
 from vgrpo.models.memory import check_fits, estimate_need
 
 
@@ -43,5 +42,5 @@ def load_transformer(
         check_fits(need, device, what=f"{kind.upper()} model {root}")
     transformer = load_module(transformer_cls, root, "transformer", dtype).to(device)
     transformer.requires_grad_(True).train()
-    scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    scheduler_config = read_json(root / "scheduler" / "scheduler_config.json")
     return root, transformer, scheduler_config

@@ -16,14 +16,13 @@ and are not included):
 
 from __future__ import annotations
 
-import json
-import struct
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from vgrpo.models.local_dir import ModelDirError, weight_files
+from vgrpo.models.local_dir import ModelDirError, safetensors_header, weight_files
 
 
 class InsufficientMemoryError(RuntimeError):
@@ -34,28 +33,8 @@ GIB = 2**30
 
 
 def safetensors_numel(path: str | Path) -> int:
-    """Number of elements stored in one .safetensors file, read from its header only."""
-    path = Path(path)
-    with path.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ModelDirError(f"{path} is not a safetensors file (shorter than its 8-byte header length)")
-        (length,) = struct.unpack("<Q", raw)
-        if length > 100 * 2**20:
-            raise ModelDirError(f"{path} is not a safetensors file (header length {length} bytes)")
-        try:
-            header = json.loads(f.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelDirError(f"{path} has a malformed safetensors header ({e})") from e
-    total = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        n = 1
-        for s in info["shape"]:
-            n *= int(s)
-        total += n
-    return total
+    """Number of elements stored in one .safetensors file, read from its (checked) header only."""
+    return sum(math.prod(info["shape"]) for info in safetensors_header(path).values())
 
 
 def component_numel(folder: str | Path) -> int:

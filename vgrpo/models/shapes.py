@@ -22,6 +22,7 @@ from torch import nn
 from transformers import CLIPTextModelWithProjection
 
 from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.models.local_dir import read_json
 from vgrpo.models.mmdit import mmdit_velocity
 from vgrpo.utils.atomic import write_atomically
 from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize
@@ -149,7 +150,7 @@ class ShapesAdapter(ModelAdapter):
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"no config.json in model folder {folder}")
-        config = json.loads(cfg_file.read_text())
+        config = read_json(cfg_file)
         for key in ("denoiser", "text_encoder"):
             if key not in config:
                 raise ValueError(f"{cfg_file} lacks the {key!r} section")

@@ -41,7 +41,7 @@ class HPSv2Reward:
         self.device = torch.device(device)
         self.batch_size = batch_size
         model, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=None)
-        checkpoint = torch.load(root / CHECKPOINT, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(root / CHECKPOINT, map_location="cpu", weights_only=True)
         model.load_state_dict(checkpoint.get("state_dict", checkpoint))
         self.model = model.eval().requires_grad_(False).to(self.device)
         self.preprocess = preprocess
