@@ -24,6 +24,8 @@ from typing import Sequence
 
 import torch
 
+from vgrpo.utils.prompt_file import read_prompt_file
+
 STREAM_EVALUATE = 7
 
 
@@ -33,13 +35,9 @@ def load_prompts(spec: str) -> list[str]:
         from vgrpo.world.prompts import heldout_prompts, train_prompts
 
         return heldout_prompts() if spec == "heldout" else train_prompts()
-    path = Path(spec)
-    if not path.is_file():
+    if not Path(spec).is_file():
         raise FileNotFoundError(f"--prompts {spec!r} is neither 'heldout', 'train' nor an existing file")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompt file {path} holds no prompts")
-    return prompts
+    return read_prompt_file(spec)
 
 
 def load_run_config(run: str | None, preset: str, overrides: Sequence[str]):

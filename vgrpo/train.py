@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vgrpo.trainer.stall import TrainingStalledError
     from vgrpo.trainer.trainer import Trainer
 
     try:
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{last['score/overall']:.3f}; accuracy {first.get('accuracy/overall', float('nan')):.3f} -> "
                       f"{last['accuracy/overall']:.3f}; wall time {summary['wall_time_s']:.0f} s; run folder "
                       f"{cfg.run_dir()}")
+    except TrainingStalledError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         destroy_distributed()
     return 0

@@ -2,7 +2,8 @@
 
 A reward that raises, or returns NaN/inf for some images, never crashes a run: `RewardSet` scores
 the batch, falls back to per-image scoring when the batch call raises, and reports which samples
-are valid; the trainer drops invalid samples from their group.
+are valid; the trainer drops invalid samples from their group. Images with NaN/inf pixels are
+invalid samples without being scored.
 """
 
 from __future__ import annotations
@@ -72,9 +73,20 @@ class RewardSet:
         return [r.name for r in self.rewards]
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> RewardScores:
-        """Score a batch with every reward; failures become NaN and mark the sample invalid."""
-        columns = [_score_isolated(r, images, prompts) for r in self.rewards]
-        scores = torch.stack(columns, dim=1)
+        """Score a batch with every reward; failures become NaN and mark the sample invalid.
+
+        An image with a NaN/inf pixel is invalid too: it is not shown to any reward (NaN scores).
+        """
+        b = images.shape[0]
+        finite = torch.isfinite(images.detach().reshape(b, -1)).all(dim=1).cpu()
+        scores = torch.full((b, len(self.rewards)), math.nan)
+        keep = finite.nonzero().squeeze(1)
+        if len(keep) < b:
+            log.warning("%d of %d images have NaN/inf pixels; they are invalid samples", b - len(keep), b)
+        if len(keep):
+            kept = images if len(keep) == b else images[keep.to(images.device)]
+            kept_prompts = prompts if len(keep) == b else [prompts[i] for i in keep.tolist()]
+            scores[keep] = torch.stack([_score_isolated(r, kept, kept_prompts) for r in self.rewards], dim=1)
         valid = torch.isfinite(scores).all(dim=1)
         if not bool(valid.all()):
             log.warning("dropping %d of %d samples with failed rewards", int((~valid).sum()), len(valid))

@@ -67,9 +67,10 @@ def _judge(default_name: str):
         if not path:
             raise ValueError(f"reward {default_name!r} needs path = the endpoint URL, e.g. http://127.0.0.1:8000/v1")
         options.setdefault("name", default_name)
-        options.setdefault("model", default_name)
+        options["model"] = options.get("model") or default_name
         return HttpJudgeReward(path, **options)
 
+    build.judge = True  # takes the judge options (model, template, score range, key variable, ...)
     return build
 
 
@@ -92,6 +93,9 @@ BUILDERS: dict[str, Callable[..., Reward]] = {
     "http_judge": _judge("http_judge"),
     "unifiedreward": _judge("unifiedreward"),
 }
+
+JUDGE_REWARDS = tuple(name for name, build in BUILDERS.items() if getattr(build, "judge", False))
+"""Rewards served by an HTTP judge: they take the `reward.judge` options."""
 
 
 def build_reward(name: str, path: str | None = None, *, device: str | torch.device = "cpu", **options) -> Reward:

@@ -3,13 +3,16 @@
 Every field carries a docstring (the string literal after it); `docs/trainer.md` is the reference.
 `validate(config, world_size)` checks everything that can be checked without loading a model and
 raises one `ConfigError` listing every problem, so a bad command fails in a second, not after the
-model has loaded.
+model has loaded. Every float field must be finite (NaN and inf are refused by one generic walk
+over the fields, naming the key); prompt files are read and checked there too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vgrpo.trainer.lr_schedule import SCHEDULES
+from vgrpo.utils.prompt_file import PromptFileError, quote, read_prompt_file
 
 
 class ConfigError(ValueError):
@@ -39,6 +43,8 @@ class JobConfig:
     """Number of V-GRPO iterations (one rollout batch each)."""
     device: str = "auto"
     """"auto" (cuda when available), "cpu" or "cuda"."""
+    max_skipped_iterations: int = 5
+    """Stop the run with an error (exit status 1) after this many consecutive iterations without an update, naming the cause: no valid rewards, zero-variance groups (every group's rewards equal: no learning signal) or a non-finite loss / gradient in every optimizer step; 0 = never stop."""
 
 
 @dataclass
@@ -86,6 +92,26 @@ class RolloutConfig:
 
 
 @dataclass
+class JudgeConfig:
+    model: str = ""
+    """Model name sent in each request to the judge endpoint; "" = the reward's name ("unifiedreward" or "http_judge")."""
+    template: str = ""
+    """User message sent with each image, "{prompt}" replaced by the prompt (it must appear); "" = the built-in template asking for a 1-5 rating."""
+    score_min: float = 1.0
+    """Lowest valid judge score; a reply below it, or without a score, marks the sample invalid (dropped from its group)."""
+    score_max: float = 5.0
+    """Highest valid judge score; a reply above it marks the sample invalid."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the API key ("" = no key); the key is sent as a Bearer token to the endpoint's own origin only (redirects to another origin are not followed) and is never written to config.json, logs or errors. An endpoint URL with credentials or a query string is refused."""
+    timeout_s: float = 60.0
+    """Deadline of one request in seconds, from connecting to the reply's last byte (one bound per request, not per socket read)."""
+    retries: int = 3
+    """Extra attempts after a connection error, timeout, HTTP 429 or 5xx: each round resends all of the batch's failed requests at once, after a backoff of 0.5 s doubling up to 8 s."""
+    max_response_bytes: int = 1048576
+    """Largest reply body read; a longer reply marks the sample invalid (a chat completion with a score is a few kB)."""
+
+
+@dataclass
 class RewardConfig:
     names: list[str] = field(default_factory=lambda: ["shapes"])
     """Rewards to optimise, by registry name (`vgrpo.rewards.registry`): "shapes" (the built-in verifier), "jpeg_compressibility", "pickscore", "hpsv2", ..."""
@@ -97,6 +123,8 @@ class RewardConfig:
     """Added to the group std when normalising advantages."""
     soft_clip_eta: float = 0.0
     """Advantage soft-clip eta (A <- eta tanh(A / eta)); 0 = off. 3 is typical for fully on-policy runs."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """Options of the HTTP judge rewards ("http_judge", "unifiedreward"): `--reward.judge.<key>=value`."""
     overlap: str = "auto"
     """"on": decode and score each finished rollout chunk (`rollout.batch_size` images) on a worker thread (its own CUDA stream) while the next chunk is sampled (same scores, earlier); "off": score after the whole rollout; "auto": on for CUDA runs, off on CPU (there the worker competes with the sampler for the same cores: 2-core CPU, 32 images, 1.71 s on vs 1.31 s off)."""
 
@@ -188,6 +216,8 @@ class ParallelConfig:
     """FP8 training of the denoiser's linear layers via torchao (embedders, modulation and final projection stay high precision); emulated off CUDA."""
     attention: str = "sdpa"
     """Attention backend of the denoiser: "sdpa" (PyTorch) or "flash" (flash-attn, the `flash` extra)."""
+    timeout_s: float = 1800.0
+    """Process-group timeout in seconds: a collective that waits longer (a rank stopped, hung or lost) fails the run instead of hanging it for good. Under torchrun the launcher then stops the other ranks (about 30 s more). NCCL enforces it through its watchdog (TORCH_NCCL_ASYNC_ERROR_HANDLING, on by default)."""
 
 
 @dataclass
@@ -249,10 +279,7 @@ class Config:
     def from_dict(data: dict[str, Any]) -> Config:
         cfg = Config()
         for section, values in data.items():
-            sec = _section(cfg, section)
-            for key, value in values.items():
-                _field_type(sec, section, key)
-                setattr(sec, key, value)
+            _fill(_section(cfg, section), section, values)
         return cfg
 
 
@@ -271,6 +298,33 @@ def _field_type(section_obj: Any, section: str, key: str) -> Any:
     if key not in hints:
         raise ConfigError(f"unknown config key {section}.{key}; keys of [{section}] are {sorted(hints)}")
     return hints[key]
+
+
+def _fill(obj: Any, where: str, values: dict[str, Any]) -> None:
+    """Set `obj`'s fields from a (nested) dict, refusing unknown keys."""
+    for key, value in values.items():
+        tp = _field_type(obj, where, key)
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            _fill(getattr(obj, key), f"{where}.{key}", value)
+        else:
+            setattr(obj, key, value)
+
+
+def _resolve_key(cfg: Config, dotted: str) -> tuple[Any, str, Any]:
+    """(object holding the field, field name, field type) of "section.key" or "section.group.key"."""
+    section, *keys = dotted.split(".")
+    obj, where = _section(cfg, section), section
+    for i, key in enumerate(keys):
+        tp = _field_type(obj, where, key)
+        group = dataclasses.is_dataclass(tp)
+        if i == len(keys) - 1:
+            if group:
+                raise ConfigError(f"{dotted} is a group of keys; set them one by one: --{dotted}.<key>=value")
+            return obj, key, tp
+        if not group:
+            raise ConfigError(f"{dotted}: {where}.{key} has no sub-keys")
+        obj, where = getattr(obj, key), f"{where}.{key}"
+    raise AssertionError("unreachable")
 
 
 def _parse_value(text: str, tp: Any, where: str) -> Any:
@@ -310,10 +364,8 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if "=" not in text or "." not in text.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like --section.key=value")
         dotted, value = text.split("=", 1)
-        section, key = dotted.split(".", 1)
-        sec = _section(cfg, section)
-        tp = _field_type(sec, section, key)
-        setattr(sec, key, _parse_value(value, tp, dotted))
+        obj, key, tp = _resolve_key(cfg, dotted)
+        setattr(obj, key, _parse_value(value, tp, dotted))
     return cfg
 
 
@@ -338,8 +390,11 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(m.name == "shapes" or m.init == "pretrained", "model.init=random exists only for the shapes model")
     need(m.resolution is None or (m.resolution > 0 and m.resolution % 16 == 0),
          f"model.resolution must be a positive multiple of 16, got {m.resolution}")
-    need(r.prompt_file is None or Path(r.prompt_file).is_file(),
-         f"rollout.prompt_file {r.prompt_file!r} is not a file")
+    if r.prompt_file is not None:
+        try:
+            read_prompt_file(r.prompt_file)
+        except PromptFileError as exc:
+            errors.append(f"rollout.prompt_file: {exc}")
     need(m.init in ("pretrained", "random"), f"model.init must be pretrained|random, got {m.init!r}")
     need(m.path is None or Path(m.path).exists(), f"model.path {m.path!r} does not exist")
     need(m.dtype in ("float32", "bfloat16"), f"model.dtype must be float32|bfloat16, got {m.dtype!r}")
@@ -436,5 +491,62 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(cfg.reward.overlap in ("auto", "on", "off"), f"reward.overlap must be auto|on|off, got {cfg.reward.overlap!r}")
     need(e.steps >= 0, f"eval.steps must be >= 0 (0 = rollout.steps), got {e.steps}")
     need(e.solver in ("", "euler", "heun", "dpm++2m"), f"eval.solver must be euler|heun|dpm++2m or empty (= rollout.solver), got {e.solver!r}")
+    need(j.max_skipped_iterations >= 0, f"job.max_skipped_iterations must be >= 0 (0 = never stop), got {j.max_skipped_iterations}")
+    need(p.timeout_s > 0, f"parallel.timeout_s must be > 0, got {p.timeout_s}")
+    errors.extend(_judge_problems(cfg))
+    errors.extend(_output_dir_problem(j.output_dir))
+    errors.extend(_non_finite_floats(cfg))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _non_finite_floats(obj: Any, where: str = "") -> list[str]:
+    """'key must be finite' for every NaN / inf float field (and list item) of `obj`, its groups included."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            problems += _non_finite_floats(value, key)
+            continue
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                problems.append(f"{key}{'' if i is None else f'[{i}]'} must be a finite number, got {v}")
+    return problems
+
+
+def _output_dir_problem(output_dir: str) -> list[str]:
+    """A problem when the run folder cannot be created under `output_dir` (checked on its nearest existing folder)."""
+    path = Path(output_dir).expanduser().absolute()
+    existing = next((q for q in (path, *path.parents) if q.exists()), None)
+    if existing is None or not existing.is_dir():
+        return [f"job.output_dir {output_dir!r} cannot be created: {existing} is not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"job.output_dir {output_dir!r} is not writable: no write permission on {existing}"]
+    return []
+
+
+def _judge_problems(cfg: Config) -> list[str]:
+    """Endpoint URLs without credentials, and the `reward.judge` options when a judge reward is named."""
+    from vgrpo.rewards.http_judge import endpoint_problem
+    from vgrpo.rewards.registry import JUDGE_REWARDS
+
+    w, jd = cfg.reward, cfg.reward.judge
+    problems = [f"reward.paths[{i}]: {msg}" for i, path in enumerate(w.paths) if (msg := endpoint_problem(path))]
+    if not any(name in JUDGE_REWARDS for name in w.names):
+        return problems
+    if jd.template and "{prompt}" not in jd.template:
+        problems.append("reward.judge.template must contain {prompt} (where the prompt goes)")
+    if not jd.score_min < jd.score_max:
+        problems.append(f"reward.judge.score_min ({jd.score_min}) must be < reward.judge.score_max ({jd.score_max})")
+    if jd.api_key_env and not (jd.api_key_env.isidentifier() and jd.api_key_env.isascii()):
+        problems.append(f"reward.judge.api_key_env must be an environment variable name, got {quote(jd.api_key_env)}")
+    elif jd.api_key_env and not os.environ.get(jd.api_key_env):
+        problems.append(f"reward.judge.api_key_env names {jd.api_key_env}, which is not set in the environment")
+    if not jd.timeout_s > 0:
+        problems.append(f"reward.judge.timeout_s must be > 0, got {jd.timeout_s}")
+    if jd.retries < 0:
+        problems.append(f"reward.judge.retries must be >= 0, got {jd.retries}")
+    if jd.max_response_bytes < 1024:
+        problems.append(f"reward.judge.max_response_bytes must be >= 1024, got {jd.max_response_bytes}")
+    return problems

@@ -43,14 +43,23 @@ def render() -> str:
     cfg = Config()
     parts = [HEADER]
     for section in dataclasses.fields(Config):
-        obj = getattr(cfg, section.name)
-        docs = field_docstrings(type(obj))
-        rows = ["| key | default | meaning |", "|---|---|---|"]
-        for f in dataclasses.fields(obj):
-            meaning = docs.get(f.name, "").replace("|", "\\|")
-            rows.append(f"| `{f.name}` | `{_default_text(getattr(obj, f.name))}` | {meaning} |")
-        parts.append(f"### `{section.name}`\n\n" + "\n".join(rows) + "\n")
+        parts += _tables(section.name, getattr(cfg, section.name))
     return "\n".join(parts)
+
+
+def _tables(name: str, obj: object) -> list[str]:
+    """The table of one section, then one table per group of keys in it (`reward.judge`)."""
+    docs = field_docstrings(type(obj))
+    rows, groups = ["| key | default | meaning |", "|---|---|---|"], []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        meaning = docs.get(f.name, "").replace("|", "\\|")
+        if dataclasses.is_dataclass(value):
+            groups += _tables(f"{name}.{f.name}", value)
+            rows.append(f"| `{f.name}` | see `{name}.{f.name}` | {meaning} |")
+        else:
+            rows.append(f"| `{f.name}` | `{_default_text(value)}` | {meaning} |")
+    return [f"### `{name}`\n\n" + "\n".join(rows) + "\n", *groups]
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ One iteration (method.md sections 5 and 8), with the method's own parts in a str
   4. mu passes of `minibatches` optimizer steps, gradient accumulation over micro chunks, each
      chunk's loss from `Algorithm.chunk_loss`.
 A step whose gradient norm is NaN/inf is skipped and counted; parameters, and therefore
-checkpoints, never see it. Metrics stay on the device until one packed reduction per iteration.
+checkpoints, never see it. An iteration without valid rewards or with zero variance in every group
+makes no update; `job.max_skipped_iterations` such iterations in a row stop the run
+(`vgrpo.trainer.stall`). Metrics stay on the device until one packed reduction per iteration.
 Every train record carries the iteration's cost in forward evaluations per image: nfe_rollout,
 nfe_old (behaviour / reference forwards) and nfe_update (forwards of theta).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -48,6 +51,8 @@ from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.trainer.rollout import RolloutBatch, local_prompt_indices
+from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
+from vgrpo.utils.prompt_file import read_prompt_file
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +87,20 @@ def training_prompts(cfg: Config) -> dict[str, list[str]]:
         from vgrpo.world.prompts import train_prompts_by_category
 
         return train_prompts_by_category()
-    lines = [ln.strip() for ln in Path(cfg.rollout.prompt_file).read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError(f"rollout.prompt_file {cfg.rollout.prompt_file} holds no prompts")
-    return {"file": lines}
+    return {"file": read_prompt_file(cfg.rollout.prompt_file)}
 
 
 def build_rewards(cfg: Config, device: torch.device | str = "cpu") -> RewardSet:
     """The RewardSet named by `cfg.reward` (built through the reward registry)."""
-    from vgrpo.rewards.registry import RewardSpec, build_reward_set
+    from vgrpo.rewards.registry import JUDGE_REWARDS, RewardSpec, build_reward_set
 
     w = cfg.reward
     paths = [None if p in ("", "none") else p for p in w.paths] or [None] * len(w.names)
     weights = list(w.weights) or [1.0] * len(w.names)
+    judge = dataclasses.asdict(w.judge)  # the options of the HTTP judge rewards
     return build_reward_set(
-        [RewardSpec(n, weight=wt, path=p) for n, wt, p in zip(w.names, weights, paths)], device=device
+        [RewardSpec(n, weight=wt, path=p, options=dict(judge) if n in JUDGE_REWARDS else {})
+         for n, wt, p in zip(w.names, weights, paths)], device=device
     )
 
 
@@ -156,6 +160,7 @@ class Trainer:
         self.iteration = 0
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.skip_cause: str | None = None  # why the last iteration made no update (None: it did)
 
     # ------------------------------------------------------------------ prompts
     def iteration_prompts(self, iteration: int) -> list[str]:
@@ -197,23 +202,29 @@ class Trainer:
             scores.scores, g, weights=weights, valid=scores.valid, std_eps=cfg.reward.std_eps,
             soft_clip_eta=cfg.reward.soft_clip_eta or None,
         ).to(device)
-        total = torch.nan_to_num(scores.scores, nan=0.0) @ torch.tensor(weights, dtype=torch.float32)
-        valid = scores.valid.float()
+        # Logged statistics in float64 over valid samples only: a reward of 1e38 squares to 1e76, not inf.
+        per_reward = torch.where(scores.valid[:, None], scores.scores.double(), 0.0)
+        total = per_reward @ torch.tensor(weights, dtype=torch.float64)
+        valid = scores.valid.double()
         reward_sums = torch.cat([
-            torch.stack([(total * valid).sum(), (total.square() * valid).sum(), valid.sum(),
-                         torch.tensor(float(valid.numel()))]),
-            (torch.nan_to_num(scores.scores, nan=0.0) * valid[:, None]).sum(0),
+            torch.stack([total.sum(), total.square().sum(), valid.sum(), torch.tensor(float(valid.numel())),
+                         (adv != 0).sum().double().cpu()]),
+            per_reward.sum(0),
         ])
         reward_sums = all_reduce_mean(reward_sums) * world.world_size
         t_reward = time.perf_counter()
 
-        if float(reward_sums[2]) == 0.0:
-            log.warning("iteration %d: no sample has a valid reward; skipping its update", iteration)
-            skipped_iteration = 1.0
+        # no update without a learning signal (the same decision on every rank: reduced numbers)
+        self.skip_cause = NO_VALID_REWARDS if float(reward_sums[2]) == 0.0 else (
+            ZERO_VARIANCE if float(reward_sums[4]) == 0.0 else None)
+        if self.skip_cause is not None:
+            log.warning("iteration %d: %s; skipping its update", iteration, self.skip_cause)
             update_metrics = self.algorithm.nfe(r, a.mu, None)
         else:
-            skipped_iteration = 0.0
             update_metrics = self._update(batch, adv, iteration)
+            if update_metrics["skipped_steps"] == a.mu * a.minibatches:
+                self.skip_cause = NON_FINITE_LOSS
+        skipped_iteration = float(self.skip_cause is not None)
         t_update = time.perf_counter()
 
         s_sum, s_sq, n_valid, n_all = (float(v) for v in reward_sums[:4])
@@ -223,7 +234,7 @@ class Trainer:
             "reward_std": math.sqrt(max(s_sq / max(n_valid, 1.0) - mean * mean, 0.0)),
             "valid_fraction": n_valid / n_all,
             "skipped_iteration": skipped_iteration,
-            **{f"reward/{n}": float(v) / max(n_valid, 1.0) for n, v in zip(scores.names, reward_sums[4:])},
+            **{f"reward/{n}": float(v) / max(n_valid, 1.0) for n, v in zip(scores.names, reward_sums[5:])},
             **update_metrics,
             "lr": self.scheduler.get_last_lr()[0],
             "optimizer_steps": self.step,
@@ -381,6 +392,7 @@ class Trainer:
         cfg = self.cfg
         self.maybe_resume()
         t_start = time.perf_counter()
+        streak = SkipStreak(cfg.job.max_skipped_iterations)
         if self.iteration == 0 and cfg.eval.every >= 0:
             self.evaluate(0)
         bar = None
@@ -392,6 +404,7 @@ class Trainer:
             metrics = self.train_step(self.iteration)
             self.logger.log(self.iteration, "train", metrics)
             self.history.append(metrics)
+            streak.record(self.iteration, self.skip_cause)
             self.iteration += 1
             if bar is not None:
                 bar.update(1)
