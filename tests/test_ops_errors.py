@@ -37,6 +37,7 @@ CASES = [
     ("t nan", _t_with(float("nan")), r"t contains NaN or inf"),
     ("t inf", _t_with(float("inf")), r"t contains NaN or inf"),
     ("t zero", _t_with(0.0), r"t must lie in \(0, 1\]"),
+    ("t just above one", _t_with(1.0000001), r"t must lie in \(0, 1\], got min .*, max 1\.00000012"),
     ("v_pred nan", lambda v, x, e, t, o: (v.clone().fill_(float("nan")), x, e, t, o), r"v_pred contains NaN"),
 ]
 

@@ -118,8 +118,9 @@ def check_t_values(t: torch.Tensor) -> None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError("t contains NaN or inf values; timesteps must lie in (0, 1]")
     if not bool(((t > 0) & (t <= 1)).all()):
+        digits = 17 if t.dtype == torch.float64 else 9  # enough to tell 1.0000001 from 1
         raise ValueError(
-            f"t must lie in (0, 1], got min {t.min().item():.6g}, max {t.max().item():.6g}"
+            f"t must lie in (0, 1], got min {t.min().item():.{digits}g}, max {t.max().item():.{digits}g}"
         )
 
 

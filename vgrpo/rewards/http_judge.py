@@ -24,6 +24,7 @@ never raises for a failed request, so it is never re-run image by image.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -271,20 +272,22 @@ class HttpJudgeReward:
             raise _Failed(f"no reply within {self.timeout_s:g} s", retry=True)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = cls(parts.hostname, parts.port, timeout=remaining)
-        expired = threading.Event()
+        expired, sockets = threading.Event(), []
 
         def cut() -> None:
             expired.set()
-            if conn.sock is not None:
-                try:
-                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)  # the plain socket under TLS too
-                except OSError:
-                    pass
+            for sock in sockets:  # kept here: the connection drops its socket once the response owns it
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket, under TLS too
 
         timer = threading.Timer(remaining, cut)
         timer.daemon = True
         timer.start()
         try:
+            conn.connect()
+            sockets.append(conn.sock)
+            if expired.is_set():
+                cut()
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request(method, path, body=body, headers=self._headers)
             response = conn.getresponse()
