@@ -1,11 +1,13 @@
 """Process group set-up, rank bookkeeping, deterministic seeding and the few collectives the loop uses.
 
 A run launched with `python -m vgrpo.train` has no process group and behaves as rank 0 of 1;
-under `torchrun` the group is initialised with nccl on GPU and gloo on CPU.
+under `torchrun` the group is initialised with nccl on GPU and gloo on CPU, with a timeout
+(`parallel.timeout_s`) on every collective.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -45,8 +47,12 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_distributed(device_name: str, backend: str = "auto") -> World:
-    """Initialise the process group when started by torchrun; pin the local GPU."""
+def init_distributed(device_name: str, backend: str = "auto", timeout_s: float = 1800.0) -> World:
+    """Initialise the process group when started by torchrun; pin the local GPU.
+
+    timeout_s bounds every collective (and the rendezvous): a rank that stops answering (stopped,
+    hung, lost) makes the others fail with a timeout error instead of waiting for good.
+    """
     device = resolve_device(device_name)
     world_size = launched_world_size()
     if world_size > 1 or "RANK" in os.environ:
@@ -57,7 +63,8 @@ def init_distributed(device_name: str, backend: str = "auto") -> World:
         if backend == "auto":
             backend = "nccl" if device.type == "cuda" else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+            dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
         return World(dist.get_rank(), dist.get_world_size(), device)
     return World(0, 1, device)
 

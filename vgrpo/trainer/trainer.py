@@ -118,7 +118,7 @@ class Trainer:
         adapter_factory: Callable[[Config, torch.device], ModelAdapter] | None = None,
         reward_factory: Callable[[Config, torch.device], RewardSet] | None = None,
     ):
-        self.world: World = init_distributed(cfg.job.device, cfg.parallel.backend)
+        self.world: World = init_distributed(cfg.job.device, cfg.parallel.backend, cfg.parallel.timeout_s)
         validate(cfg, self.world.world_size)
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
