@@ -49,7 +49,7 @@ def unsafe_loads(source: str, filename: str = "<source>") -> list[str]:
         head, _, last = name.rpartition(".")
         if name in ("eval", "exec"):
             found.append((node.lineno, f"builtin {name}()"))
-        elif last == "load" and head in ("torch", "th") and not _is_true(_keyword(node, "weights_only")):
+        elif last == "load" and head in ("torch", "th", "torch.serialization") and not _is_true(_keyword(node, "weights_only")):
             found.append((node.lineno, "torch.load without weights_only=True"))
         elif head.split(".")[0] in UNPICKLING_MODULES and last.startswith(("load", "Unpickler", "open")):
             found.append((node.lineno, f"{name}()"))

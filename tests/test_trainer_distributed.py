@@ -169,6 +169,7 @@ def test_a_stopped_rank_ends_the_run_with_an_error_within_the_timeout(tmp_path):
         elapsed = time.monotonic() - stopped
     finally:
         _kill_run(proc, ranks)
+    print(f"stopped rank: the run ended with status {code} {elapsed:.1f} s after SIGSTOP")
     assert code != 0
     assert elapsed < timeout_s + launcher_grace + 30, elapsed
-    assert "timed out" in text.lower() or "timeout" in text.lower(), text[-4000:]
+    assert f"Timed out waiting {timeout_s * 1000}ms" in text, text[-4000:]  # gloo's error, on rank 0
