@@ -221,8 +221,9 @@ class Trainer:
             log.warning("iteration %d: %s; skipping its update", iteration, self.skip_cause)
             update_metrics = self.algorithm.nfe(r, a.mu, None)
         else:
+            steps_before = self.step
             update_metrics = self._update(batch, adv, iteration)
-            if update_metrics["skipped_steps"] == a.mu * a.minibatches:
+            if self.step == steps_before:  # every optimizer step met a non-finite gradient norm
                 self.skip_cause = NON_FINITE_LOSS
         skipped_iteration = float(self.skip_cause is not None)
         t_update = time.perf_counter()
