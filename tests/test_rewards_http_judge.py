@@ -281,6 +281,11 @@ def test_judge_options_are_validated(tmp_path, monkeypatch):
     assert "reward.judge.timeout_s must be > 0" in msg
     with pytest.raises(ValueError, match="not set in the environment"):
         HttpJudgeReward("http://127.0.0.1:9/v1", model="judge", api_key_env=KEY_VAR, check_endpoint=False)
+    # the key itself given where its variable's name belongs is refused without being echoed
+    cfg.reward.judge.api_key_env = KEY
+    with pytest.raises(ConfigError, match="must be the NAME of an environment variable") as info:
+        validate(cfg)
+    assert KEY not in str(info.value)
 
 
 def test_trainer_sends_the_judge_options_and_never_writes_the_key(tmp_path, monkeypatch, caplog):

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vgrpo.trainer.lr_schedule import SCHEDULES
-from vgrpo.utils.prompt_file import PromptFileError, quote, read_prompt_file
+from vgrpo.utils.prompt_file import PromptFileError, read_prompt_file
 
 
 class ConfigError(ValueError):
@@ -102,7 +103,7 @@ class JudgeConfig:
     score_max: float = 5.0
     """Highest valid judge score; a reply above it marks the sample invalid."""
     api_key_env: str = ""
-    """Name of the environment variable holding the API key ("" = no key); the key is sent as a Bearer token to the endpoint's own origin only (redirects to another origin are not followed) and is never written to config.json, logs or errors. An endpoint URL with credentials or a query string is refused."""
+    """Name of the environment variable holding the API key (upper case, digits, "_"; "" = no key); the key is sent as a Bearer token to the endpoint's own origin only (redirects to another origin are not followed) and is never written to config.json, logs or errors. An endpoint URL with credentials or a query string is refused."""
     timeout_s: float = 60.0
     """Deadline of one request in seconds, from connecting to the reply's last byte (one bound per request, not per socket read)."""
     retries: int = 3
@@ -539,8 +540,10 @@ def _judge_problems(cfg: Config) -> list[str]:
         problems.append("reward.judge.template must contain {prompt} (where the prompt goes)")
     if not jd.score_min < jd.score_max:
         problems.append(f"reward.judge.score_min ({jd.score_min}) must be < reward.judge.score_max ({jd.score_max})")
-    if jd.api_key_env and not (jd.api_key_env.isidentifier() and jd.api_key_env.isascii()):
-        problems.append(f"reward.judge.api_key_env must be an environment variable name, got {quote(jd.api_key_env)}")
+    if jd.api_key_env and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", jd.api_key_env):
+        # never echoed: a key put here by mistake must not reach the message
+        problems.append(f"reward.judge.api_key_env must be the NAME of an environment variable (upper case, digits, "
+                        f"_), not the key; got a value of {len(jd.api_key_env)} characters that is not one")
     elif jd.api_key_env and not os.environ.get(jd.api_key_env):
         problems.append(f"reward.judge.api_key_env names {jd.api_key_env}, which is not set in the environment")
     if not jd.timeout_s > 0:
