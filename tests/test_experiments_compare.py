@@ -278,9 +278,11 @@ def test_subprocess_launcher_reports_a_failed_run_with_its_log(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 
+# The verifier scores a random-weight model 0 everywhere (zero variance: no update), so the tiny runs
+# train on a dense reward that varies between images.
 TINY = ["--iterations", "2", "--eval-every", "2", "--prompts", "2", "--group-size", "2", "--eval-images", "1",
         "--set", "model.init=random", "rollout.steps=2", "algorithm.num_pairs=2", "algorithm.minibatches=1",
-        "eval.grid_images=0", "checkpoint.every=-1"]
+        "eval.grid_images=0", "checkpoint.every=-1", "reward.names=jpeg_compressibility"]
 
 
 def test_end_to_end_two_tiny_vgrpo_runs(tmp_path, capsys):
