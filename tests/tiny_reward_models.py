@@ -37,7 +37,7 @@ def make_tiny_hpsv2_dir(path: Path, seed: int = 0) -> Path:
 def write_bert_vocab(path: Path) -> int:
     """WordPiece vocab.txt: specials, words, single characters and their ## forms; returns its size."""
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    tokens = BERT_SPECIALS + BERT_WORDS + chars + ["##" + c for c in chars]
+    tokens = list(dict.fromkeys(BERT_SPECIALS + BERT_WORDS + chars + ["##" + c for c in chars]))
     (path / "vocab.txt").write_text("\n".join(tokens) + "\n")
     return len(tokens)
 

@@ -22,7 +22,7 @@ from vgrpo.utils.local_files import require_files
 
 MODEL_FILES = ("config.json", "model.safetensors|pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json|vocab.json",)
-PROCESSOR_FILES = ("preprocessor_config.json", *TOKENIZER_FILES)
+PROCESSOR_FILES = ("preprocessor_config.json|processor_config.json", *TOKENIZER_FILES)
 MAX_PROMPT_TOKENS = 77
 
 
