@@ -239,10 +239,10 @@ def tiny_med_config(vocab_size: int) -> dict:
     }
 
 
-def random_original_image_reward(med_config: dict, seed: int = 0) -> OriginalImageReward:
-    """Every parameter random (LayerNorms and biases included)."""
+def random_original_image_reward(med_config: dict, seed: int = 0, **sizes) -> OriginalImageReward:
+    """Every parameter random (LayerNorms and biases included); sizes: OriginalImageReward's."""
     torch.manual_seed(seed)
-    model = OriginalImageReward(med_config)
+    model = OriginalImageReward(med_config, **sizes)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)

@@ -77,10 +77,12 @@ def test_crop_offsets_follow_each_original():
     assert floor[0, 0, 0, 0] * 255 == pytest.approx(1.0) and rounded[0, 0, 0, 0] * 255 == pytest.approx(2.0)
 
 
-def test_batch_equals_one_by_one_and_stays_in_dtype():
+def test_batch_equals_one_by_one_leaves_the_input_and_gives_the_dtype():
     images = _uint8_images(50, 41, batch=3)
     transform = ImageTransform(size=32, crop=(32, 32))
+    untouched = images.clone()
     batch = transform(images, torch.bfloat16)
+    assert torch.equal(images, untouched)  # the in-place steps work on a copy
     assert batch.dtype == torch.bfloat16 and batch.device == images.device
     single = torch.cat([transform(images[i : i + 1], torch.bfloat16) for i in range(3)])
     assert torch.equal(batch, single)

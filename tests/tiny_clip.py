@@ -31,7 +31,7 @@ def write_clip_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32) -> Path:
+def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> Path:
     """Save CLIPModel (random, tiny) + CLIPProcessor (byte-level vocab, no merges) into `path`."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
@@ -52,7 +52,7 @@ def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32) -> Path:
         ),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=image_size, patch_size=8, projection_dim=16,
+            image_size=image_size, patch_size=patch_size, projection_dim=16,
         ),
         projection_dim=16,
     )

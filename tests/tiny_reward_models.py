@@ -25,11 +25,11 @@ BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BERT_WORDS = "a an the red green blue small large circle square triangle two of left right photo cat dog".split()
 
 
-def make_tiny_hpsv2_dir(path: Path, seed: int = 0) -> Path:
+def make_tiny_hpsv2_dir(path: Path, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = clip_tokenizer()
     write_clip_vocab(path)
-    model = random_original_clip(seed, vocab_size=len(tokenizer.get_vocab()))
+    model = random_original_clip(seed, vocab_size=len(tokenizer.get_vocab()), image_size=image_size, patch_size=patch_size)
     torch.save({"state_dict": model.state_dict()}, path / "HPS_v2.1_compressed.pt")
     return path
 
@@ -42,12 +42,12 @@ def write_bert_vocab(path: Path) -> int:
     return len(tokens)
 
 
-def make_tiny_image_reward_dir(path: Path, seed: int = 0) -> Path:
+def make_tiny_image_reward_dir(path: Path, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     vocab_size = write_bert_vocab(path) + 2  # + [DEC], [ENC] as BLIP's init_tokenizer adds
     med_config = tiny_med_config(vocab_size)
     (path / "med_config.json").write_text(json.dumps(med_config, indent=2))
-    model = random_original_image_reward(med_config, seed)
+    model = random_original_image_reward(med_config, seed, image_size=image_size, patch=patch_size)
     torch.save(model.state_dict(), path / "ImageReward.pt")
     return path
 

@@ -70,14 +70,14 @@ class ImageTransform:
             raise ValueError(f"images must be [B, 3, H, W], got shape {list(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype}")
-        x = images.detach().float().clamp(0, 1)
+        x = images.detach().float().clamp(0, 1)  # a new tensor: the in-place ops below keep `images` intact
         if self.quantize:
-            x = (x * 255).round() / 255
+            x.mul_(255).round_().div_(255)
         h, w = self.resized_shape(x.shape[2], x.shape[3])
         if (h, w) != tuple(x.shape[2:]):
             x = F.interpolate(x, size=(h, w), mode=self.interpolation, align_corners=False, antialias=True)
             if self.clamp:
-                x = x.clamp(0, 1)
+                x.clamp_(0, 1)
         ch, cw = self.crop
         if ch > h or cw > w:
             raise ValueError(f"crop {self.crop} is larger than the resized image {(h, w)} (size={self.size})")
@@ -85,7 +85,7 @@ class ImageTransform:
         x = x[:, :, top : top + ch, left : left + cw]
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(dtype)
+        return x.sub(mean).div_(std).to(dtype)
 
     def _offset(self, excess: int) -> int:
         return excess // 2 if self.crop_offset == "floor" else int(round(excess / 2.0))
