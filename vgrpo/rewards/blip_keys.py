@@ -18,17 +18,22 @@ T = `vgrpo.rewards.image_reward.ImageRewardModel` name (transformers `BlipVision
 | blip.text_encoder.<rest> | text_encoder.<rest> (transformers' BLIP text model is med.py's BertModel, same names) |
 | mlp.layers.{0,2,4,6,7}.* | mlp.layers.{0,2,4,6,7}.* |
 
-Dropped: blip.vision_proj / blip.text_proj (contrastive heads the score does not use) and
-med.py's `embeddings.position_ids` buffer. ViT LayerNorm eps is 1e-6 (vit.py's norm_layer), exact
+Dropped: blip.vision_proj / blip.text_proj (contrastive heads the score does not use), med.py's
+`embeddings.position_ids` buffer, and with a warning any other blip.* module the score does not
+use (ImageReward's `load` reads the checkpoint with strict=False, so such keys never mattered).
+Unknown keys inside the two towers or outside blip.* / mlp.* raise. ViT LayerNorm eps is 1e-6 (vit.py's norm_layer), exact
 GELU in both towers; vision heads = width / 64 (ViT-B 12, ViT-L 16); text sizes from med_config.json.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 VIT_RENAMES = {
     "patch_embed.proj.weight": "embeddings.patch_embedding.weight",
@@ -62,9 +67,12 @@ def image_reward_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tenso
 def convert_image_reward(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """ImageReward state dict -> ImageRewardModel state dict (table in the module docstring)."""
     out: dict[str, torch.Tensor] = {}
-    unknown = []
+    unknown, unused = [], []
     for key, value in state.items():
         if key.startswith(DROPPED_PREFIXES) or key.endswith(DROPPED_SUFFIXES):
+            continue
+        if key.startswith("blip.") and not key.startswith(("blip.text_encoder.", "blip.visual_encoder.")):
+            unused.append(key)
             continue
         if key.startswith("blip.text_encoder."):
             out["text_encoder." + key.removeprefix("blip.text_encoder.")] = value
@@ -82,6 +90,8 @@ def convert_image_reward(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             unknown.append(key)
     if unknown:
         raise ValueError(f"ImageReward keys with no counterpart: {sorted(unknown)[:8]}")
+    if unused:
+        log.warning("ImageReward: ignoring %d checkpoint keys the score does not use, e.g. %s", len(unused), unused[:3])
     return out
 
 
