@@ -8,7 +8,8 @@ features, diagonal of image @ text.T), about 0.25-0.40 for real images. Two dire
   open_clip ships; take them, with tokenizer_config.json if you like, from
   laion/CLIP-ViT-H-14-laion2B-s32B-b79K or openai/clip-vit-large-patch14: same vocabulary). The
   checkpoint is read with `weights_only=True` and its keys mapped at every load
-  (vgrpo.rewards.open_clip_keys), which is slow for 1B parameters, so
+  (vgrpo.rewards.open_clip_keys; the model is built without random init, which alone took 28 s for
+  ViT-H on a 2-core CPU), so
 - converted (once: `python -m vgrpo.rewards.convert hpsv2 SRC DST`): config.json +
   model.safetensors + the tokenizer files, a plain transformers CLIP directory.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from vgrpo.rewards.clip_similarity import TOKENIZER_FILES, ClipSimilarityReward, load_clip, load_clip_tokenizer
+from vgrpo.rewards.empty_init import skip_weight_init
 from vgrpo.rewards.image_transform import ImageTransform
 from vgrpo.rewards.open_clip_keys import convert_open_clip, open_clip_config, open_clip_state_dict
 from vgrpo.utils.local_files import require_files
@@ -61,7 +63,8 @@ def load_hpsv2_clip(
         vision_heads=vision_heads,
         text_heads=text_heads,
     )
-    model = CLIPModel(config)
+    with skip_weight_init():
+        model = CLIPModel(config)
     model.load_state_dict(convert_open_clip(state), strict=True)
     return model.to(dtype=dtype).eval().requires_grad_(False).to(device), tokenizer
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from vgrpo.rewards.blip_keys import convert_image_reward, image_reward_config, image_reward_state_dict
+from vgrpo.rewards.empty_init import skip_weight_init
 from vgrpo.rewards.image_transform import ImageTransform
 from vgrpo.rewards.mlp_head import ScoreMLP
 from vgrpo.utils.local_files import require_files
@@ -86,13 +87,15 @@ def load_image_reward(path: str | Path) -> tuple[ImageRewardModel, object]:
     if all((root / name).is_file() for name in CONVERTED_FILES):
         from transformers import BlipConfig
 
-        model = ImageRewardModel(BlipConfig.from_pretrained(root, local_files_only=True))
+        config = BlipConfig.from_pretrained(root, local_files_only=True)
         state = load_file(root / CONVERTED_FILES[1])
     else:
         require_files(root, (CHECKPOINT, MED_CONFIG), "ImageReward (original layout)")
         original = image_reward_state_dict(torch.load(root / CHECKPOINT, map_location="cpu", weights_only=True))
-        model = ImageRewardModel(image_reward_config(original, json.loads((root / MED_CONFIG).read_text())))
+        config = image_reward_config(original, json.loads((root / MED_CONFIG).read_text()))
         state = convert_image_reward(original)
+    with skip_weight_init():
+        model = ImageRewardModel(config)
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False), tokenizer
 
