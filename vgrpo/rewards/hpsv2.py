@@ -9,7 +9,7 @@ features, diagonal of image @ text.T), about 0.25-0.40 for real images. Two dire
   laion/CLIP-ViT-H-14-laion2B-s32B-b79K or openai/clip-vit-large-patch14: same vocabulary). The
   checkpoint is read with `weights_only=True` and its keys mapped at every load
   (vgrpo.rewards.open_clip_keys; the model is built without random init, which alone took 28 s for
-  ViT-H on a 2-core CPU), so
+  ViT-H on a 2-core CPU); for loads without the pickle reader and the mapping:
 - converted (once: `python -m vgrpo.rewards.convert hpsv2 SRC DST`): config.json +
   model.safetensors + the tokenizer files, a plain transformers CLIP directory.
 
