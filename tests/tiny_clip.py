@@ -21,16 +21,22 @@ def _byte_unicode_chars() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32) -> Path:
-    """Save CLIPModel (random, tiny) + CLIPProcessor (byte-level vocab, no merges) into `path`."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    path.mkdir(parents=True, exist_ok=True)
+def write_clip_vocab(path: Path) -> dict[str, int]:
+    """vocab.json (byte-level: every character one token) + merges.txt (none) in `path`."""
     chars = _byte_unicode_chars()
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     (path / "vocab.json").write_text(json.dumps(vocab))
     (path / "merges.txt").write_text("#version: 0.2\n")
+    return vocab
+
+
+def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> Path:
+    """Save CLIPModel (random, tiny) + CLIPProcessor (byte-level vocab, no merges) into `path`."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = write_clip_vocab(path)
     tokenizer = CLIPTokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
@@ -46,7 +52,7 @@ def make_tiny_clip_dir(path: Path, seed: int = 0, image_size: int = 32) -> Path:
         ),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=image_size, patch_size=8, projection_dim=16,
+            image_size=image_size, patch_size=patch_size, projection_dim=16,
         ),
         projection_dim=16,
     )

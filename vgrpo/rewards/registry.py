@@ -8,11 +8,13 @@
 | pickscore               | PickScore_v1                              | model dir (+ processor)    | train        |
 | clipscore               | CLIP ViT-L/14 CLIPScore                   | model dir                  | train        |
 | aesthetic               | LAION aesthetic predictor v2              | dir with .pth + CLIP-L     | train        |
-| hpsv2                   | HPSv2.1 (OpenCLIP ViT-H-14)               | dir with the checkpoint    | hpsv2        |
-| imagereward             | ImageReward (BLIP)                        | dir with .pt + med_config  | imagereward  |
+| hpsv2                   | HPSv2.1 (OpenCLIP ViT-H-14 as CLIPModel)  | .pt or converted + tokenizer | train      |
+| imagereward             | ImageReward (BLIP, transformers classes)  | .pt + med_config or converted, vocab.txt | train |
 | ocr                     | OCR edit-distance match (RapidOCR)        | -                          | ocr          |
 | http_judge / unifiedreward | VLM judge, OpenAI-compatible endpoint  | base URL (".../v1")        | -            |
-Model imports happen only for the rewards named, so unused extras need not be installed.
+Model imports happen only for the rewards named, so unused extras need not be installed. The
+CLIP-family rewards preprocess on the training device (vgrpo.rewards.image_transform);
+`python -m vgrpo.rewards.convert {hpsv2,imagereward} SRC DST` writes safetensors directories.
 """
 
 from __future__ import annotations
