@@ -9,7 +9,11 @@ At FLUX 1024 (4096 x 64 latents, K = 4) with N samples, float32, it times in int
     (reads them again, writes a fresh gradient), per thread count;
   - `empty + fill` of a v_pred-size tensor against `fill` of a preallocated one: the page-fault cost
     of a fresh output (4 KiB pages: the op itself advises its gradient onto 2 MiB pages);
-  - `elbo_fwd` then `elbo_bwd`, as autograd runs them.
+  - `elbo_fwd` then `elbo_bwd`, as autograd runs them;
+  - `elbo_fwd` of one cache-resident sample (K x D block), N times, on one thread: what the forward
+    would cost in a one-pass kernel that reduces a sample and writes its gradient while the sample
+    is still in cache (possible for V-GRPO, whose upstream gradient of a sample depends only on its
+    own K surrogates, but only with the policy loss inside the op).
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ def main() -> None:
         return torch.ops.vgrpo.elbo_bwd(loss, zeros, zeros, v, x0, noise, t, None, mae_, 0)
 
     rows["elbo_fwd then elbo_bwd"] = (fwd_bytes + bwd_bytes, both_passes)
+    v1, x1 = v[:1].clone(), x0[:1].clone()
+    rows["elbo_fwd of one cached sample x N, 1 thread"] = (
+        fwd_bytes,
+        (1, lambda: [torch.ops.vgrpo.elbo_fwd(v1, x1, noise, t, None, 0) for _ in range(n)]),
+    )
     default_threads = torch.get_num_threads()
     times: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(args.rounds + 1):  # the first round warms up
