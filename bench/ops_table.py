@@ -1,5 +1,5 @@
 """Print a markdown table from a pytest-benchmark JSON file written by `pytest bench/ ...`:
-`python -m bench.ops_table bench/results/cpu_2core.json` (median ms, speedup vs reference-eager and
+`python -m bench.ops_table bench/results/cpu_xeon_2core.json` (median ms, speedup vs reference-eager and
 vs reference-compiled, GB/s from the minimal bytes moved and its fraction of the copy bound of the
 same bytes, peak extra memory of one call)."""
 
