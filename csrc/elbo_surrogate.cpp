@@ -182,7 +182,7 @@ struct BwdCoef {
 // and from L2 for the K - 1 others, and each row's stream runs kTile elements long, enough for the
 // hardware prefetcher (K rows per kBlock block instead, 4 KiB per stream, measured no faster).
 template <typename Visit>
-VGRPO_ALWAYS_INLINE void for_each_block_row(const Problem& p, int64_t n, int64_t begin, int64_t end,
+VGRPO_ALWAYS_INLINE void for_each_row_block(const Problem& p, int64_t n, int64_t begin, int64_t end,
                                             const Visit& visit) {
   for (int64_t k = 0; k < p.k; ++k) {
     for (int64_t b = begin; b < end; b += kBlock) visit(n * p.k + k, b, std::min(end, b + kBlock) - b);
@@ -194,7 +194,7 @@ template <typename scalar_t>
 VGRPO_ALWAYS_INLINE void fwd_tile_impl(const Problem& p, const Operands<scalar_t>& o, int64_t weighting,
                                        int64_t n, int64_t begin, int64_t end, double* s) {
   using acc_t = at::opmath_type<scalar_t>;
-  for_each_block_row(p, n, begin, end, [&](int64_t r, int64_t b, int64_t len) __attribute__((always_inline)) {
+  for_each_row_block(p, n, begin, end, [&](int64_t r, int64_t b, int64_t len) __attribute__((always_inline)) {
     const RowIndex ix = row_index(p, r);
     const acc_t tr = o.t[ix.t_off];
     const acc_t c = error_scale(tr, weighting);
@@ -230,7 +230,7 @@ VGRPO_ALWAYS_INLINE void bwd_tile_impl(const Problem& p, const Operands<scalar_t
                                        const BwdCoef<at::opmath_type<scalar_t>>* coef, int64_t n,
                                        int64_t begin, int64_t end, scalar_t* grad) {
   using acc_t = at::opmath_type<scalar_t>;
-  for_each_block_row(p, n, begin, end, [&](int64_t r, int64_t b, int64_t len) __attribute__((always_inline)) {
+  for_each_row_block(p, n, begin, end, [&](int64_t r, int64_t b, int64_t len) __attribute__((always_inline)) {
     const acc_t a = coef[r].a, bk = coef[r].b;
     const scalar_t* v = o.v + r * p.d + b;
     const scalar_t* x = o.x0 + n * p.d + b;
