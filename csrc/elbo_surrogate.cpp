@@ -46,8 +46,9 @@ constexpr int64_t kTile = 16384;  // latent elements of one sample per parallel 
 constexpr int64_t kBlock = 1024;  // elements per inner block; fp32 partial sums go to fp64 per block
 constexpr int64_t kHugeOutputBytes = int64_t(8) << 20;  // outputs this large go on huge pages
 
-// Inner loops: one clone per instruction set, chosen at load time (x86-64 GCC); elsewhere one build.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Inner loops: one clone per instruction set, chosen at load time (x86-64, GCC 12 or newer, which
+// knows the x86-64-v3/v4 levels); elsewhere one baseline build.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define VGRPO_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VGRPO_CPU_CLONES
