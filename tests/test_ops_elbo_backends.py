@@ -121,6 +121,18 @@ def test_odd_shapes(impl, n, k, latent):
 
 
 @skip_no_cpp
+def test_cpp_gradient_large_enough_for_huge_pages_matches_reference():
+    """A gradient of 8 MiB or more takes the huge-page path; D is not a multiple of the tile."""
+    v_pred, x0, noise, t, v_old = elbo_inputs(n=2, k=3, latent=(350_003,), dtype=torch.float32, seed=7)
+    assert v_pred.numel() * v_pred.element_size() >= 8 << 20
+    grads = upstream(v_pred)
+    out, grad = fused_run("cpp", v_pred, x0, noise, t, v_old, "adaptive", grads)
+    ref, ref_grad = reference_run(v_pred, x0, noise, t, v_old, "adaptive", grads)
+    assert_terms_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-9)
+
+
+@skip_no_cpp
 def test_cpp_poisoned_outputs_are_all_written(monkeypatch):
     monkeypatch.setenv("VGRPO_DEBUG_POISON", "1")
     v_pred, x0, noise, t, v_old = elbo_inputs(n=5, k=3, latent=(16411,), shared=False, dtype=torch.float32)

@@ -14,10 +14,18 @@ BACKENDS = [
     pytest.param("triton", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")),
 ]
 
+BACKENDS_CPU = BACKENDS[:2]
+
 
 def _case(backend):
     device = "cuda" if backend == "triton" else "cpu"
     return elbo_inputs(n=2, k=3, latent=(4, 5), dtype=torch.float32, device=device)
+
+
+def _with_one(x, bad_value):
+    x = x.clone()
+    x.view(-1)[x.numel() // 2] = bad_value
+    return x
 
 
 def _t_with(bad_value):
@@ -39,15 +47,56 @@ CASES = [
     ("t zero", _t_with(0.0), r"t must lie in \(0, 1\]"),
     ("t just above one", _t_with(1.0000001), r"t must lie in \(0, 1\], got min .*, max 1\.00000012"),
     ("v_pred nan", lambda v, x, e, t, o: (v.clone().fill_(float("nan")), x, e, t, o), r"v_pred contains NaN"),
+    ("noise inf", lambda v, x, e, t, o: (v, x, _with_one(e, float("inf")), t, o), r"noise contains NaN or inf"),
+    ("v_old nan", lambda v, x, e, t, o: (v, x, e, t, _with_one(o, float("nan"))), r"v_old contains NaN"),
 ]
+VALUE_CASES = {"t nan", "t inf", "t zero", "v_pred nan", "noise inf", "v_old nan"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("what,mutate,match", CASES, ids=[c[0] for c in CASES])
 def test_elbo_bad_argument_message(backend, what, mutate, match):
+    """Default call on CPU; on CUDA the default checks no values (no host sync), so ask for them."""
     v, x, e, t, o = mutate(*_case(backend))
+    kwargs = {"check_values": True} if backend == "triton" and what in VALUE_CASES else {}
     with pytest.raises((ValueError, TypeError), match=match):
-        elbo_surrogate(v, x, e, t, v_old=o, backend=backend)
+        elbo_surrogate(v, x, e, t, v_old=o, backend=backend, **kwargs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eager_value_check_names_the_argument_before_the_kernel(backend, monkeypatch):
+    v, x, e, t, o = _case(backend)
+    monkeypatch.setattr("vgrpo.ops.elbo.elbo_fused", _must_not_run)
+    monkeypatch.setattr("vgrpo.ops.elbo.elbo_surrogate_reference", _must_not_run)
+    with pytest.raises(ValueError, match=r"x0 contains NaN or inf"):
+        elbo_surrogate(v, _with_one(x, float("nan")), e, t, v_old=o, backend=backend, check_values=True)
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the kernel ran although an input was bad")
+
+
+@pytest.mark.parametrize("backend", BACKENDS_CPU)
+def test_default_call_reads_the_inputs_once(backend, monkeypatch):
+    """Finite inputs: the lazy check looks at the [N, K] terms only, never scans the inputs."""
+    monkeypatch.setattr("vgrpo.ops.checks.check_finite", _must_not_run)
+    v, x, e, t, o = _case(backend)
+    out = elbo_surrogate(v, x, e, t, v_old=o, backend=backend)
+    assert bool(torch.isfinite(out.loss).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS_CPU)
+def test_overflow_of_finite_inputs_propagates_instead_of_raising(backend):
+    v, x, e, t, o = _case(backend)
+    out = elbo_surrogate(v * 1e30, x, e, t, backend=backend)  # err^2 overflows float32
+    assert bool(torch.isinf(out.mse).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_value_checks_nan_propagates_to_the_loss(backend):
+    v, x, e, t, o = _case(backend)
+    out = elbo_surrogate(v, _with_one(x, float("nan")), e, t, v_old=o, backend=backend, check_values=False)
+    assert bool(torch.isnan(out.loss[1]).all()) and bool(torch.isfinite(out.loss[0]).all())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
