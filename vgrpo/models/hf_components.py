@@ -71,7 +71,11 @@ def t5_embeds(encoder: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 class PromptCache:
-    """Per-prompt embeddings kept on the CPU; each prompt is encoded once.
+    """Per-prompt embeddings kept on the CPU; each prompt is encoded once, alone.
+
+    Encoding prompt by prompt keeps every embedding independent of which other prompts were new in
+    the same call (batched matmuls round differently with the batch size), so a resumed run, whose
+    cache starts empty, sees the same embeddings as an uninterrupted one.
 
     `encode_fn(prompts) -> dict name -> [P, ...]` runs only for prompts not seen before; `get` returns
     the stacked tensors for the requested prompts in order, moved to `device` and cast to `dtype`.
@@ -90,10 +94,10 @@ class PromptCache:
         missing = [p for p in dict.fromkeys(prompts) if p not in self.entries]
         if missing:
             self.encoder_calls += 1
+        for p in missing:  # alone: an encoding must not depend on the batch it was computed in
             with torch.no_grad():
-                out = self.encode_fn(missing)
-            for i, p in enumerate(missing):
-                self.entries[p] = {k: v[i].detach().to("cpu", dtype) for k, v in out.items()}
+                out = self.encode_fn([p])
+            self.entries[p] = {k: v[0].detach().to("cpu", dtype) for k, v in out.items()}
         names = self.entries[prompts[0]].keys()
         return {k: torch.stack([self.entries[p][k] for p in prompts]).to(device) for k in names}
 
