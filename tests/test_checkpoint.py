@@ -34,7 +34,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
         assert torch.equal(pa, pb)
     ck = resumed.checkpointer
     assert [p.name for p in ck.complete()] == ["step-000002", "step-000003"]  # keep_last=2
-    assert {p.name for p in ck.latest().iterdir()} >= {"trainer_state.json", "config.json", "rng-rank0.pt"}
+    assert {p.name for p in ck.latest().iterdir()} >= {
+        "trainer_state.json", "config.json", "fingerprint.json", "manifest.json", ".metadata", "rng-rank0.safetensors"}
     state = json.loads((ck.latest() / "trainer_state.json").read_text())
     assert state["iteration"] == 3 and state["step"] == 6
 

@@ -56,4 +56,4 @@ def test_two_processes_match_one_process(tmp_path):
     # the sharded run wrote one DCP checkpoint with a shard file and an RNG state per rank
     ckpt = tmp_path / "two" / "run" / "checkpoints" / "step-000002"
     assert len(list(ckpt.glob("*.distcp"))) == 2
-    assert {p.name for p in ckpt.glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
+    assert {p.name for p in ckpt.glob("rng-rank*")} == {"rng-rank0.safetensors", "rng-rank1.safetensors"}
