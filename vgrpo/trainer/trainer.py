@@ -379,11 +379,24 @@ class Trainer:
                 raise RunFolderError(f"checkpoint {bad} holds non-finite parameters and no earlier checkpoint passes")
         self.iteration, self.step = int(state["iteration"]), int(state["step"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_optim_settings()
         self.logger.truncate_from(self.iteration)
         changes = self.run_folder.allowed_changes(path)
         if changes:
             self.logger.log(self.iteration, "config_change", {"checkpoint": str(path), "changes": changes})
         log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def _apply_optim_settings(self) -> None:
+        """Make the config's optimizer settings current after a checkpoint restored the saved ones
+        (they differ only where `checkpoint.allow_changes` let them); same bits when unchanged."""
+        o, groups = self.cfg.optim, self.optimizer.param_groups
+        for group in groups:
+            group.update(initial_lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
+        sched = self.scheduler
+        sched.base_lrs = [o.lr] * len(groups)
+        for group, fn in zip(groups, sched.lr_lambdas):
+            group["lr"] = o.lr * fn(sched.last_epoch)  # as LambdaLR computes it
+        sched._last_lr = [group["lr"] for group in groups]
 
     # ------------------------------------------------------------------ the loop
     def _due(self, every: int, iteration: int) -> bool:
