@@ -183,3 +183,11 @@ def test_lock_refuses_a_second_holder_in_the_same_process(tmp_path):
         RunLock(tmp_path).acquire()
     first.release()
     RunLock(tmp_path).acquire().release()
+
+
+def test_an_allowed_change_the_checkpoint_cannot_take_is_named(finished, tmp_path):
+    copy_of(finished, tmp_path)
+    cfg = tiny_config(tmp_path, job=dict(iterations=3), finetune=dict(lora_rank=4),
+                      checkpoint=dict(every=1, allow_changes=["finetune.lora_rank"]))
+    with pytest.raises(RuntimeError, match="step-000002 does not fit this model .*Size mismatch"):
+        run(cfg)

@@ -32,6 +32,7 @@ import torch.distributed.checkpoint as dcp
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
@@ -235,11 +236,20 @@ class Checkpointer:
             raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
         model_sd, optim_sd = get_state_dict(model, optimizer, options=_OPTIONS)
         state = {"model": model_sd, "optim": optim_sd}
-        dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(
-            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
-            options=StateDictOptions(ignore_frozen_params=True, strict=False),
-        )
+        try:
+            dcp.load(state, checkpoint_id=str(path))
+            set_state_dict(
+                model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                options=StateDictOptions(ignore_frozen_params=True, strict=False),
+            )
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP raises several kinds; the cause is kept
+            causes = getattr(exc, "failures", None) or {self.world.rank: exc}  # DCP: rank -> (error, trace)
+            errors = [c[0] if isinstance(c, tuple) else c for c in causes.values()]
+            detail = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+            raise RuntimeError(
+                f"checkpoint {path} does not fit this model and optimizer (a changed model or fine-tuning "
+                f"setting?): {detail[:500]}"
+            ) from exc
         rng_file = path / f"rng-rank{self.world.rank}.safetensors"
         if rng_file.is_file():
             load_rng_state(rng_file)
