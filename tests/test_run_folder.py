@@ -191,3 +191,15 @@ def test_an_allowed_change_the_checkpoint_cannot_take_is_named(finished, tmp_pat
                       checkpoint=dict(every=1, allow_changes=["finetune.lora_rank"]))
     with pytest.raises(RuntimeError, match="step-000002 does not fit this model .*Size mismatch"):
         run(cfg)
+
+
+def test_the_entry_point_reports_a_refusal_as_an_error(tmp_path, capsys):
+    from vgrpo import train
+
+    (tmp_path / "run").mkdir()
+    lock = RunLock(tmp_path / "run").acquire()
+    try:
+        assert train.main([f"--job.output_dir={tmp_path}", "--job.name=run", "--job.device=cpu"]) == 2
+    finally:
+        lock.release()
+    assert "error: run folder" in capsys.readouterr().err

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{last['score/overall']:.3f}; accuracy {first.get('accuracy/overall', float('nan')):.3f} -> "
                       f"{last['accuracy/overall']:.3f}; wall time {summary['wall_time_s']:.0f} s; run folder "
                       f"{cfg.run_dir()}")
+    except ConfigError as exc:  # the run folder refused the run (in use, an earlier run, changed settings)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         destroy_distributed()
     return 0
