@@ -138,7 +138,8 @@ class RunLock:
 
 
 def on_main(world: World, fn: Callable[[], Any]) -> Any:
-    """`fn()` run on rank 0; its result, or its RunFolderError / OSError as a RunFolderError, on every rank."""
+    """`fn()` run on rank 0; its result, or its error as a RunFolderError, on every rank (no rank
+    is left waiting for one that failed)."""
     result, error = None, None
     if world.is_main:
         try:
@@ -147,6 +148,8 @@ def on_main(world: World, fn: Callable[[], Any]) -> Any:
             error = str(exc)
         except OSError as exc:
             error = f"cannot use the run folder: {exc}"
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed fingerprint.json
+            error = f"checking the run folder failed: {type(exc).__name__}: {exc}"
     error, result = all_gather_objects((error, result))[0]
     if error is not None:
         raise RunFolderError(error)
