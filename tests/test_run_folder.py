@@ -15,9 +15,9 @@ import time
 import pytest
 
 from tests.trainer_setups import color_rewards, run, tiny_adapter, tiny_config
-from vgrpo.trainer.config import ConfigError, validate
+from vgrpo.trainer.config import Config, ConfigError, validate
 from vgrpo.trainer.metrics import read_metrics
-from vgrpo.trainer.run_folder import LOCK_FILE, RunFolderError, RunLock
+from vgrpo.trainer.run_folder import LOCK_FILE, RESUMABLE, RunFolderError, RunLock, fingerprint
 
 CKPT = dict(checkpoint=dict(every=1, keep_last=2))
 
@@ -203,3 +203,15 @@ def test_the_entry_point_reports_a_refusal_as_an_error(tmp_path, capsys):
     finally:
         lock.release()
     assert "error: run folder" in capsys.readouterr().err
+
+
+def test_each_checkpoint_stores_the_fingerprint_of_the_trajectory_settings(finished):
+    stored = json.loads((finished.checkpointer.latest() / "fingerprint.json").read_text())
+    assert stored == fingerprint(finished.cfg.to_dict())
+    assert stored["settings"]["optim.lr"] == 1e-3 and stored["settings"]["finetune.lora_rank"] == 16
+    assert not any(k.startswith(("checkpoint.", "eval.", "logging.")) or k == "job.iterations" for k in stored["settings"])
+    # every name that may change on resume is a config key or section
+    config = Config().to_dict()
+    for name in RESUMABLE:
+        section, _, key = name.partition(".")
+        assert section in config and (key == "*" or key in config[section]), name
