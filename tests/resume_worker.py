@@ -2,7 +2,8 @@
 
 In one process group, on `tiny_config` with the overrides: an uninterrupted run of job.iterations in
 ROOT/full, then in ROOT/resumed the same run stopped after iteration `stop` (an override
-`stop=N`) and the same command run again to resume and finish it.
+`stop=N`) and the same command run again to resume and finish it; finally the same command while
+rank 0 holds the folder's lock, whose refusal each rank writes to ROOT/refused-rank<r>.txt.
 """
 
 import os
@@ -17,6 +18,7 @@ from trainer_setups import run, tiny_config  # noqa: E402
 
 from vgrpo.trainer.config import apply_overrides  # noqa: E402
 from vgrpo.trainer.distributed import destroy_distributed  # noqa: E402
+from vgrpo.trainer.run_folder import RunFolderError, RunLock  # noqa: E402
 
 if __name__ == "__main__":
     root, args = Path(sys.argv[1]), sys.argv[2:]
@@ -26,5 +28,15 @@ if __name__ == "__main__":
         run(apply_overrides(tiny_config(root / "full"), overrides))
         run(apply_overrides(tiny_config(root / "resumed"), [*overrides, f"job.iterations={stop}"]))
         run(apply_overrides(tiny_config(root / "resumed"), overrides))
+        # a second job in a folder whose run is alive (its lock held) is refused on every rank
+        rank = int(os.environ["RANK"])
+        held = RunLock(root / "resumed" / "run").acquire() if rank == 0 else None
+        try:
+            run(apply_overrides(tiny_config(root / "resumed"), overrides))
+        except RunFolderError as exc:
+            (root / f"refused-rank{rank}.txt").write_text(str(exc))
+        finally:
+            if held is not None:
+                held.release()
     finally:
         destroy_distributed()

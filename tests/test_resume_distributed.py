@@ -1,5 +1,6 @@
 """Exact resume with two processes (torchrun, gloo, FSDP2): resumed at iteration 2 of 10, the run
-equals an uninterrupted one bit for bit (metrics and the final model and optimizer shards)."""
+equals an uninterrupted one bit for bit (metrics and the final model and optimizer shards); a
+refused run folder is refused on every rank."""
 
 from __future__ import annotations
 
@@ -26,3 +27,6 @@ def test_two_processes_resume_exactly(tmp_path):
     assert_same_run(tmp_path / "full" / "run", tmp_path / "resumed" / "run", 10)
     shards = (tmp_path / "resumed" / "run" / "checkpoints" / "step-000010").glob("*.distcp")
     assert len(list(shards)) == 2
+    # a refusal of the run folder reaches every rank (none is left waiting for rank 0)
+    for rank in (0, 1):
+        assert "in use by a live run" in (tmp_path / f"refused-rank{rank}.txt").read_text()
