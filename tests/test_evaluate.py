@@ -54,3 +54,20 @@ def test_checkpoint_weights_are_loaded_into_a_fresh_model(tmp_path):
     load_trainable_weights(fresh, tmp_path / "ckpt")
     assert torch.equal(fresh.weight, trained.weight)
     assert torch.equal(fresh.bias, bias_before)
+    with torch.no_grad():
+        trained.weight[0, 0] = float("nan")
+    dcp.save({"model": get_model_state_dict(trained, options=StateDictOptions(ignore_frozen_params=True))},
+             checkpoint_id=str(tmp_path / "nan"))
+    with pytest.raises(ValueError, match="nan holds non-finite parameters"):
+        load_trainable_weights(fresh, tmp_path / "nan")
+
+
+def test_the_newest_checkpoint_that_passes_its_check_is_scored(tmp_path, capsys):
+    from tests.trainer_setups import run, tiny_config
+
+    trainer = run(tiny_config(tmp_path, checkpoint=dict(every=1)))
+    (trainer.run_dir / "checkpoints/step-000002/.metadata").unlink()
+    assert find_checkpoint(str(trainer.run_dir), None).name == "step-000001"
+    assert "skipping checkpoint" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=".metadata is missing"):
+        find_checkpoint(str(trainer.run_dir), "step-000002")

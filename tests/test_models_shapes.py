@@ -60,6 +60,20 @@ def test_encode_prompts_caches_and_has_documented_shapes(base):
         base.encode_prompts(["a hexagon"])
 
 
+def test_prompt_encoding_does_not_depend_on_the_batch_or_the_cache(base):
+    # A resumed run starts with an empty cache and meets its prompts in other batches than an
+    # uninterrupted run: each prompt's encoding must be the same bits either way.
+    prompts = ["a circle", "two squares", "a red square above a blue circle", "three triangles", "a green circle"]
+    base.forget_prompt_encodings()
+    together = base.encode_prompts(prompts).tensors
+    base.forget_prompt_encodings()
+    for p in prompts[::-1]:
+        base.encode_prompts([p, "a circle"])
+    apart = base.encode_prompts(prompts).tensors
+    for k in together:
+        assert torch.equal(together[k], apart[k]), k
+
+
 def test_velocity_shapes_gradients_and_errors(base):
     cond = base.encode_prompts(["a red circle", "three triangles"])
     z = torch.randn(2, 3, 32, 32)
@@ -85,7 +99,8 @@ def test_base_model_draws_prompted_objects(base):
     assert sum(right_color) / len(prompts) >= BASE_MIN_COLOR_HIT
     assert float(score(images, prompts).mean()) > 0.15
     again = base.generate(prompts[:4], seed=0)
-    torch.testing.assert_close(again, images[:4], atol=1e-5, rtol=0)
+    # same noise per image; the denoiser's batch of 4 vs 16 rounds differently (up to 6e-5 after 12 steps)
+    torch.testing.assert_close(again, images[:4], atol=2e-4, rtol=0)
 
 
 def test_bfloat16_denoiser_keeps_a_float32_text_side():

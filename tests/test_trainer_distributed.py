@@ -73,7 +73,7 @@ def test_two_processes_match_one_process(tmp_path, two_process_run):
     # the sharded run wrote one DCP checkpoint with a shard file and an RNG state per rank
     ckpt = two_process_run / "checkpoints" / "step-000002"
     assert len(list(ckpt.glob("*.distcp"))) == 2
-    assert {p.name for p in ckpt.glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
+    assert {p.name for p in ckpt.glob("rng-rank*")} == {"rng-rank0.safetensors", "rng-rank1.safetensors"}
 
 
 def _launch(cmd: list[str], log: Path) -> subprocess.Popen:

@@ -54,15 +54,23 @@ def load_run_config(run: str | None, preset: str, overrides: Sequence[str]):
 
 
 def find_checkpoint(run: str, name: str | None) -> Path | None:
-    """The named checkpoint of a run, or its newest complete one (None if it has none)."""
+    """The named checkpoint of a run, or its newest one that passes its manifest check (None if it
+    has none); newer ones that fail are skipped with a warning naming them."""
+    from vgrpo.trainer.checkpoint import problem
+
     folder = Path(run) / "checkpoints"
     if name is not None:
         path = folder / name
-        if not (path / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
+        why = problem(path)
+        if why is not None:
+            raise FileNotFoundError(f"{path} is not a complete checkpoint ({why})")
         return path
-    done = sorted(p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()) if folder.is_dir() else []
-    return done[-1] if done else None
+    for path in sorted(folder.glob("step-*"), reverse=True) if folder.is_dir() else []:
+        why = problem(path)
+        if why is None:
+            return path
+        print(f"warning: skipping checkpoint {path}: {why}", file=sys.stderr)
+    return None
 
 
 def load_trainable_weights(denoiser: torch.nn.Module, checkpoint: Path) -> None:
@@ -80,6 +88,8 @@ def load_trainable_weights(denoiser: torch.nn.Module, checkpoint: Path) -> None:
     set_model_state_dict(
         denoiser, state["model"], options=StateDictOptions(ignore_frozen_params=True, strict=False)
     )
+    if not all(bool(torch.isfinite(p).all()) for p in denoiser.parameters() if p.requires_grad):
+        raise ValueError(f"checkpoint {checkpoint} holds non-finite parameters")
 
 
 def summarise(scores: torch.Tensor, valid: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStalledError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # the run folder refused the run (in use, an earlier run, changed settings)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         destroy_distributed()
     return 0

@@ -58,20 +58,27 @@ def clip_embeds(encoder: nn.Module, ids: torch.Tensor, penultimate: bool) -> tup
         (hidden [P, L, D] or an empty tensor, pooled [P, D_pool]).
     """
     device = next(encoder.parameters()).device
-    out = encoder(ids.to(device), output_hidden_states=penultimate)
-    pooled = out[0] if out[0].dim() == 2 else out.pooler_output
-    hidden = out.hidden_states[-2] if penultimate else pooled.new_empty(0)
-    return hidden, pooled
+    hidden, pooled = [], []
+    for row in ids.to(device).split(1):  # one prompt at a time: see `PromptCache`
+        out = encoder(row, output_hidden_states=penultimate)
+        pooled.append(out[0] if out[0].dim() == 2 else out.pooler_output)
+        hidden.append(out.hidden_states[-2] if penultimate else pooled[-1].new_empty(0))
+    return torch.cat(hidden), torch.cat(pooled)
 
 
 def t5_embeds(encoder: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """T5 encoder last hidden states [P, L, D] for ids [P, L]."""
+    """T5 encoder last hidden states [P, L, D] for ids [P, L], one prompt at a time (see `PromptCache`)."""
     device = next(encoder.parameters()).device
-    return encoder(ids.to(device), output_hidden_states=False)[0]
+    return torch.cat([encoder(row, output_hidden_states=False)[0] for row in ids.to(device).split(1)])
 
 
 class PromptCache:
     """Per-prompt embeddings kept on the CPU; each prompt is encoded once.
+
+    A prompt's embedding must not depend on which other prompts were new in the same call (batched
+    matmuls round differently with the batch size), or a resumed run, whose cache starts empty,
+    would see other bits than an uninterrupted one: `clip_embeds` and `t5_embeds` run the encoders
+    one prompt at a time (inside one `on_device` block, so offloaded encoders move once per call).
 
     `encode_fn(prompts) -> dict name -> [P, ...]` runs only for prompts not seen before; `get` returns
     the stacked tensors for the requested prompts in order, moved to `device` and cast to `dtype`.

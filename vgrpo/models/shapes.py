@@ -188,12 +188,14 @@ class ShapesAdapter(ModelAdapter):
 
     # ModelAdapter ---------------------------------------------------------------------------
     def _text(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            with torch.no_grad():
-                hidden, pooled = encode(self.text_encoder, tokenize(self.tokenizer, missing))
-            for i, p in enumerate(missing):
-                self._cache[p] = (hidden[i], pooled[i])
+        # One prompt per encoder call: batched matmuls round differently with the batch size, so a
+        # prompt's encoding would depend on which other prompts were new in the same call, and a
+        # resumed run (whose cache starts empty) would drift from an uninterrupted one.
+        for p in dict.fromkeys(prompts):
+            if p not in self._cache:
+                with torch.no_grad():
+                    hidden, pooled = encode(self.text_encoder, tokenize(self.tokenizer, [p]))
+                self._cache[p] = (hidden[0], pooled[0])
         hidden = torch.stack([self._cache[p][0] for p in prompts])
         pooled = torch.stack([self._cache[p][1] for p in prompts])
         return hidden, pooled

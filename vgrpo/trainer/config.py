@@ -46,6 +46,8 @@ class JobConfig:
     """"auto" (cuda when available), "cpu" or "cuda"."""
     max_skipped_iterations: int = 5
     """Stop the run with an error (exit status 1) after this many consecutive iterations without an update, naming the cause: no valid rewards, zero-variance groups (every group's rewards equal: no learning signal) or a non-finite loss / gradient in every optimizer step; 0 = never stop."""
+    overwrite: bool = False
+    """With checkpoint.resume=none in a run folder that holds an earlier run (checkpoints or metrics): move that run aside to `<name>.old-<n>` (never deleted) and start afresh. Without it such a start is refused."""
 
 
 @dataclass
@@ -229,6 +231,8 @@ class CheckpointConfig:
     """Keep this many most recent checkpoints."""
     resume: str = "auto"
     """"auto" (latest checkpoint in the run folder, if any), "none", or a checkpoint folder."""
+    allow_changes: list[str] = field(default_factory=list)
+    """Settings (`section.key`) that may differ from the resumed checkpoint's. Any other difference in a setting that shapes the training trajectory is refused, naming the key and both values; an allowed change is recorded in metrics.jsonl. job.iterations, job.name, job.output_dir, job.overwrite, job.max_skipped_iterations, parallel.timeout_s, checkpoint.*, eval.* and logging.* may always change."""
 
 
 @dataclass
@@ -384,7 +388,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     j, m, r, w, a, o = cfg.job, cfg.model, cfg.rollout, cfg.reward, cfg.algorithm, cfg.optim
     need(j.iterations >= 1, f"job.iterations must be >= 1, got {j.iterations}")
     need(j.device in ("auto", "cpu", "cuda"), f"job.device must be auto|cpu|cuda, got {j.device!r}")
-    need(bool(j.name) and "/" not in j.name, f"job.name must be a non-empty folder name, got {j.name!r}")
+    need(bool(j.name) and j.name not in (".", "..") and not set(j.name) & {"/", "\\", "\0"},
+         f"job.name must be one folder name (no '/', not '..'), got {j.name!r}")
     need(m.name in ("shapes", "flux", "sd3"), f"model.name must be shapes|flux|sd3, got {m.name!r}")
     need(m.name == "shapes" or m.path is not None,
          f"model.path must name the local diffusers directory of model.name={m.name!r}")
@@ -485,6 +490,12 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(c.keep_last >= 1, f"checkpoint.keep_last must be >= 1, got {c.keep_last}")
     need(c.resume in ("auto", "none") or Path(c.resume).is_dir(),
          f"checkpoint.resume must be auto|none or an existing checkpoint folder, got {c.resume!r}")
+    need(not j.overwrite or c.resume == "none",
+         f"job.overwrite=true starts a new run and needs checkpoint.resume=none, got {c.resume!r}")
+    keys = {f.name: typing.get_type_hints(type(getattr(cfg, f.name))) for f in dataclasses.fields(cfg)}
+    for key in c.allow_changes:
+        section, _, name = key.partition(".")
+        need(name in keys.get(section, {}), f"checkpoint.allow_changes: {key!r} is not a config key (section.key)")
     e = cfg.eval
     need(e.every >= -1, f"eval.every must be >= -1, got {e.every}")
     need(e.images_per_category >= 1, f"eval.images_per_category must be >= 1, got {e.images_per_category}")

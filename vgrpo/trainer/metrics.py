@@ -7,11 +7,16 @@ gets the same scalars under `<kind>/<name>`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from vgrpo.utils.atomic import write_atomically
+
+log = logging.getLogger(__name__)
 
 
 def gpu_stats(device: torch.device) -> dict[str, float]:
@@ -32,11 +37,20 @@ def gpu_stats(device: torch.device) -> dict[str, float]:
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl file, optionally only those of one kind."""
+    """Records of a metrics.jsonl file, optionally only those of one kind.
+
+    A last line cut short (the run was killed while appending it) is left out with a warning.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in lines[:-1]]
+    if lines:
+        try:
+            rows.append(json.loads(lines[-1]))
+        except ValueError:
+            log.warning("%s: leaving out its last line, cut short: %r", path, lines[-1][:80])
     return [r for r in rows if kind is None or r.get("kind") == kind]
 
 
@@ -53,12 +67,17 @@ class MetricsLogger:
             self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def truncate_from(self, iteration: int) -> None:
-        """Drop records of iterations >= `iteration` (they are redone after a resume)."""
+        """Drop records of iterations >= `iteration` (they are redone after a resume).
+
+        The kept records go to a new file that is then renamed over the old one: a kill meanwhile
+        leaves the old file whole.
+        """
         if not self.enabled or not self.path.is_file():
             return
         keep = [r for r in read_metrics(self.path) if r["iteration"] < iteration or (
             r["kind"] == "eval" and r["iteration"] == iteration)]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+        write_atomically(self.path, lambda tmp: tmp.write_text(text))
 
     def log(self, iteration: int, kind: str, values: dict[str, Any]) -> None:
         if not self.enabled:

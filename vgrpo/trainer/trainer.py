@@ -35,7 +35,7 @@ from vgrpo.algorithms import build_algorithm
 from vgrpo.models.base import ModelAdapter
 from vgrpo.objective import group_advantages, surrogate_cv
 from vgrpo.rewards.base import RewardSet
-from vgrpo.trainer.checkpoint import Checkpointer
+from vgrpo.trainer.checkpoint import Checkpointer, parameters_finite
 from vgrpo.trainer.config import Config, validate
 from vgrpo.trainer.distributed import (
     STREAM_PROMPTS,
@@ -51,6 +51,7 @@ from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.trainer.rollout import RolloutBatch, local_prompt_indices
+from vgrpo.trainer.run_folder import RunFolder, RunFolderError, fingerprint
 from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
 from vgrpo.utils.prompt_file import read_prompt_file
 
@@ -122,8 +123,9 @@ class Trainer:
         validate(cfg, self.world.world_size)
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
+        self.run_folder = RunFolder(cfg, self.world, self.checkpointer)  # the lock; checks before the model loads
         if self.world.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.json")
         barrier()
         torch.manual_seed(cfg.job.seed)  # same LoRA init on every rank and world size
@@ -148,7 +150,6 @@ class Trainer:
         overlap = cfg.reward.overlap
         self.reward_overlap = overlap == "on" or (overlap == "auto" and self.world.device.type == "cuda")
         self.algorithm = build_algorithm(cfg.algorithm)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
         self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=cfg.logging.tensorboard)
         from vgrpo.world.prompts import heldout_prompts_by_category
 
@@ -366,22 +367,48 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
         state = {"iteration": self.iteration, "step": self.step, "scheduler": self.scheduler.state_dict()}
-        return self.checkpointer.save(self.iteration, self.adapter.denoiser, self.optimizer, state, self.cfg.to_dict())
+        config = self.cfg.to_dict()
+        return self.checkpointer.save(
+            self.iteration, self.adapter.denoiser, self.optimizer, state, config, fingerprint(config)
+        )
 
     def maybe_resume(self) -> None:
-        """Restore the checkpoint named by `checkpoint.resume` ("auto": the latest, if any)."""
+        """Restore the checkpoint the run folder chose (`checkpoint.resume`; "auto": the newest that
+        passes its check); one whose parameters are not finite is skipped for the one before it."""
         self.checkpointer.remove_partial()
-        choice = self.cfg.checkpoint.resume
-        path = None if choice == "none" else (self.checkpointer.latest() if choice == "auto" else Path(choice))
+        path = self.run_folder.resume_from
         if path is None:
             if self.world.is_main and self.logger.path.exists():
                 self.logger.path.unlink()  # a fresh run starts a fresh log
             return
-        state = self.checkpointer.load(path, self.adapter.denoiser, self.optimizer)
+        while True:
+            state = self.checkpointer.load(path, self.adapter.denoiser, self.optimizer)
+            if parameters_finite(self.adapter.denoiser):
+                break
+            log.warning("skipping checkpoint %s: its parameters are not finite", path)
+            bad, path = path, self.run_folder.fallback(path)
+            if path is None:
+                raise RunFolderError(f"checkpoint {bad} holds non-finite parameters and no earlier checkpoint passes")
         self.iteration, self.step = int(state["iteration"]), int(state["step"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_optim_settings()
         self.logger.truncate_from(self.iteration)
+        changes = self.run_folder.allowed_changes(path)
+        if changes:
+            self.logger.log(self.iteration, "config_change", {"checkpoint": str(path), "changes": changes})
         log.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def _apply_optim_settings(self) -> None:
+        """Make the config's optimizer settings current after a checkpoint restored the saved ones
+        (they differ only where `checkpoint.allow_changes` let them); same bits when unchanged."""
+        o, groups = self.cfg.optim, self.optimizer.param_groups
+        for group in groups:
+            group.update(initial_lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
+        sched = self.scheduler
+        sched.base_lrs = [o.lr] * len(groups)
+        for group, fn in zip(groups, sched.lr_lambdas):
+            group["lr"] = o.lr * fn(sched.last_epoch)  # as LambdaLR computes it
+        sched._last_lr = [group["lr"] for group in groups]
 
     # ------------------------------------------------------------------ the loop
     def _due(self, every: int, iteration: int) -> bool:
@@ -389,7 +416,14 @@ class Trainer:
         return every >= 0 and (last or (every > 0 and iteration % every == 0))
 
     def train(self) -> dict[str, Any]:
-        """Run (or resume) the configured iterations; returns a summary (rank 0)."""
+        """Run (or resume) the configured iterations; returns a summary (rank 0). The run folder's
+        lock is released at the end, also when the run fails."""
+        try:
+            return self._train()
+        finally:
+            self.run_folder.release()
+
+    def _train(self) -> dict[str, Any]:
         cfg = self.cfg
         self.maybe_resume()
         t_start = time.perf_counter()
