@@ -17,7 +17,7 @@ WORKER = Path(__file__).resolve().parent / "resume_worker.py"
 
 def test_two_processes_resume_exactly(tmp_path):
     overrides = [f"{s}.{k}={v}" for s, kv in EXACT_RESUME.items() for k, v in kv.items()]
-    overrides += ["job.iterations=10", "checkpoint.every=2", "stop=2"]
+    overrides += ["job.iterations=10", "checkpoint.every=2", "stop=2", "optim.ema_decay=0.9"]  # EMA shards too
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--nnodes=1",
         f"--rdzv-endpoint=localhost:{free_port()}", "--rdzv-backend=c10d", str(WORKER), str(tmp_path), *overrides,

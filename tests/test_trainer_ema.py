@@ -74,3 +74,36 @@ def test_state_dict_round_trip_and_mismatch():
         EMA(model, 1.0)
     with pytest.raises(ValueError, match="does not match"):
         ema.update(nn.Linear(3, 5))
+
+
+def test_trainer_ema_is_checkpointed_and_resumes_exactly(tmp_path):
+    from tests.test_checkpoint import EXACT_RESUME, assert_same_run
+    from tests.trainer_setups import run, tiny_config
+    from vgrpo.trainer.checkpoint import read_tensors
+
+    common = dict(EXACT_RESUME, checkpoint=dict(every=2, keep_last=2), optim=dict(lr=1e-3, ema_decay=0.9))
+    full = run(tiny_config(tmp_path / "a", job=dict(iterations=4), **common))
+    run(tiny_config(tmp_path / "b", job=dict(iterations=2), **common))
+    resumed = run(tiny_config(tmp_path / "b", job=dict(iterations=4), **common))
+    assert_same_run(full.run_dir, resumed.run_dir, 4)  # the DCP shards hold the EMA too
+    assert full.ema.num_updates == resumed.ema.num_updates == full.step == 8
+    for name, shadow in full.ema.shadows.items():
+        assert torch.equal(shadow, resumed.ema.shadows[name])
+    saved = read_tensors(full.checkpointer.latest(), "ema")
+    assert int(saved.pop("num_updates")) == 8
+    assert saved.keys() == full.ema.shadows.keys() and all("lora_" in n for n in saved)
+    params = dict(full.adapter.denoiser.named_parameters())
+    for name, t in saved.items():
+        assert torch.equal(t, full.ema.shadows[name])
+    assert any(not torch.equal(t, params[n]) for n, t in saved.items())  # an average, not a copy
+
+
+def test_resume_with_ema_switched_on_restarts_it(tmp_path, caplog):
+    from tests.trainer_setups import run, tiny_config
+
+    run(tiny_config(tmp_path, checkpoint=dict(every=1)))
+    cfg = tiny_config(tmp_path, job=dict(iterations=3), optim=dict(lr=1e-3, ema_decay=0.5),
+                      checkpoint=dict(every=1, allow_changes=["optim.ema_decay"]))
+    trainer = run(cfg)
+    assert "holds no EMA" in caplog.text
+    assert trainer.ema.num_updates == trainer.step - 2 * 2  # steps after the resume only (mu=2, 1 minibatch)

@@ -40,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from vgrpo.trainer.distributed import World, all_reduce_mean, barrier
+from vgrpo.trainer.ema import EMA
 from vgrpo.utils.atomic import write_atomically
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,29 @@ def problem(path: str | Path) -> str | None:
     return None
 
 
+def saved_tensor_shapes(path: str | Path, key: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """{name: (full shape, dtype)} of the tensors a DCP checkpoint holds under top-level `key`
+    ("model", "ema"); {} when it holds none. Reads only the `.metadata` file."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    prefix = key + "."
+    entries = FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    return {fqn[len(prefix):]: (m.size, m.properties.dtype) for fqn, m in entries.items()
+            if fqn.startswith(prefix) and isinstance(m, TensorStorageMetadata)}
+
+
+def read_tensors(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """The whole (unsharded) CPU tensors saved under `key` ("model": the trainable parameters,
+    "ema": their EMA) in DCP checkpoint `path`, written by any number of processes; read in this
+    process alone (no process group needed). Non-tensor entries (optimizer hyper-parameters) are
+    never read, so nothing is unpickled."""
+    tensors = {n: torch.empty(shape, dtype=dtype) for n, (shape, dtype) in saved_tensor_shapes(path, key).items()}
+    if tensors:
+        dcp.load({key: tensors}, checkpoint_id=str(path), no_dist=True)
+    return tensors
+
+
 def parameters_finite(model: nn.Module) -> bool:
     """Whether every trainable parameter is finite on every rank (one collective)."""
     ok = True
@@ -196,11 +220,13 @@ class Checkpointer:
         trainer_state: dict[str, Any],
         config: dict[str, Any],
         fingerprint: dict[str, Any] | None = None,
+        ema: EMA | None = None,
     ) -> Path | None:
         """Write checkpoint `step-<iteration>` atomically; returns its path, or None when refused.
 
         A model with non-finite parameters is never written (the previous checkpoint stays).
-        `fingerprint` (the settings that shape the trajectory) is stored as fingerprint.json.
+        `fingerprint` (the settings that shape the trajectory) is stored as fingerprint.json; `ema`
+        (if any) goes into the DCP state beside the model.
         """
         if not parameters_finite(model):
             log.error("not saving checkpoint at iteration %d: parameters are not finite", iteration)
@@ -212,7 +238,10 @@ class Checkpointer:
             tmp.mkdir(parents=True)
         barrier()
         model_sd, optim_sd = get_state_dict(model, optimizer, options=_OPTIONS)
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        state = {"model": model_sd, "optim": optim_sd}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        dcp.save(state, checkpoint_id=str(tmp))
         save_rng_state(tmp / f"rng-rank{self.world.rank}.safetensors")
         barrier()
         if self.world.is_main:
@@ -229,13 +258,22 @@ class Checkpointer:
         barrier()
         return final
 
-    def load(self, path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """Restore model, optimizer and this rank's RNG streams; return the trainer state."""
+    def load(
+        self, path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: EMA | None = None
+    ) -> dict[str, Any]:
+        """Restore model, optimizer, `ema` and this rank's RNG streams; return the trainer state.
+
+        A checkpoint saved without an EMA (optim.ema_decay changed on resume, an allowed change)
+        restarts `ema` from the restored parameters.
+        """
         path = Path(path)
         if not (path / TRAINER_STATE).is_file():
             raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
         model_sd, optim_sd = get_state_dict(model, optimizer, options=_OPTIONS)
         state = {"model": model_sd, "optim": optim_sd}
+        ema_saved = ema is not None and bool(saved_tensor_shapes(path, "ema"))
+        if ema_saved:
+            state["ema"] = ema.state_dict()
         try:
             dcp.load(state, checkpoint_id=str(path))
             set_state_dict(
@@ -250,6 +288,11 @@ class Checkpointer:
                 f"checkpoint {path} does not fit this model and optimizer (a changed model or fine-tuning "
                 f"setting?): {detail[:500]}"
             ) from exc
+        if ema_saved:
+            ema.load_state_dict(state["ema"])
+        elif ema is not None:
+            log.warning("%s holds no EMA; the EMA restarts from its parameters", path)
+            ema.restart(model)
         rng_file = path / f"rng-rank{self.world.rank}.safetensors"
         if rng_file.is_file():
             load_rng_state(rng_file)

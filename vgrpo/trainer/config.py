@@ -187,6 +187,8 @@ class OptimConfig:
     `lr x final_lr_ratio` at the last optimizer step of `job.iterations`)."""
     final_lr_ratio: float = 0.1
     """Last learning rate of the cosine schedule as a fraction of `lr` (ignored by "constant")."""
+    ema_decay: float = 0.0
+    """EMA of the trainable parameters, updated after each optimizer step with decay min(ema_decay, n / (n + 9)) at step n (Flow-GRPO's warm-up); 0 = off. Saved in checkpoints, exported with `python -m vgrpo.export --ema`; it never changes the trained parameters. 0.9 to 0.999 are usual."""
 
 
 @dataclass
@@ -472,6 +474,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
     need(o.schedule in SCHEDULES, f"optim.schedule must be one of {'|'.join(SCHEDULES)}, got {o.schedule!r}")
     need(0 <= o.final_lr_ratio <= 1, f"optim.final_lr_ratio must be in [0, 1], got {o.final_lr_ratio}")
+    need(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1) (0 = off), got {o.ema_decay}")
     f = cfg.finetune
     need(f.mode in ("lora", "full"), f"finetune.mode must be lora|full, got {f.mode!r}")
     if f.mode == "lora":

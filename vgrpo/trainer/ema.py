@@ -39,10 +39,15 @@ class EMA:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
-        with torch.no_grad():
-            self.shadows = {n: p.detach().to(torch.float32, copy=True) for n, p in trainable(model).items()}
+        self.shadows: dict[str, torch.Tensor] = {}
+        self.restart(model)
         if not self.shadows:
             raise ValueError("the model has no trainable parameters to average")
+
+    def restart(self, model: nn.Module) -> None:
+        """Shadows = `model`'s trainable parameters now; no updates counted."""
+        with torch.no_grad():
+            self.shadows = {n: p.detach().to(torch.float32, copy=True) for n, p in trainable(model).items()}
         self.num_updates = 0
 
     def current_decay(self) -> float:

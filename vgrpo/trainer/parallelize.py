@@ -20,6 +20,15 @@ from vgrpo.trainer.distributed import World
 log = logging.getLogger(__name__)
 
 
+def lora_config(cfg: FinetuneConfig):
+    """The peft `LoraConfig` of `finetune.lora_*` (scale lora_alpha / lora_rank), as trained and exported."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_targets)
+    )
+
+
 def apply_finetune_mode(denoiser: nn.Module, cfg: FinetuneConfig) -> list[nn.Parameter]:
     """Inject LoRA adapters (peft) or unfreeze everything; return the trainable parameters.
 
@@ -30,7 +39,7 @@ def apply_finetune_mode(denoiser: nn.Module, cfg: FinetuneConfig) -> list[nn.Par
         for p in denoiser.parameters():
             p.requires_grad_(True)
         return [p for p in denoiser.parameters()]
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
     names = [n for n, _ in denoiser.named_modules()]
     if not any(n == t or n.endswith("." + t) for n in names for t in cfg.lora_targets):
@@ -38,13 +47,7 @@ def apply_finetune_mode(denoiser: nn.Module, cfg: FinetuneConfig) -> list[nn.Par
             f"finetune.lora_targets {cfg.lora_targets} match no module of the denoiser; "
             f"linear modules include {sorted({n.split('.')[-1] for n, m in denoiser.named_modules() if isinstance(m, nn.Linear)})}"
         )
-    lora = LoraConfig(
-        r=cfg.lora_rank,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_targets),
-    )
-    inject_adapter_in_model(lora, denoiser)
+    inject_adapter_in_model(lora_config(cfg), denoiser)
     params = []
     for name, p in denoiser.named_parameters():
         p.requires_grad_("lora_" in name)

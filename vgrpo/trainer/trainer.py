@@ -45,6 +45,7 @@ from vgrpo.trainer.distributed import (
     generator,
     init_distributed,
 )
+from vgrpo.trainer.ema import EMA
 from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
 from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
@@ -138,6 +139,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay
         )
+        self.ema = EMA(self.adapter.denoiser, o.ema_decay) if o.ema_decay else None  # optim.ema_decay
         total_steps = cfg.job.iterations * cfg.algorithm.mu * cfg.algorithm.minibatches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -305,6 +307,8 @@ class Trainer:
                     self.optimizer.step()
                     self.scheduler.step()
                     self.step += 1
+                    if self.ema is not None:
+                        self.ema.update(adapter.denoiser)
                     grad_norms.append(norm.detach())
                 else:
                     log.warning("non-finite gradient norm (%s); optimizer step skipped", float(norm))
@@ -369,7 +373,7 @@ class Trainer:
         state = {"iteration": self.iteration, "step": self.step, "scheduler": self.scheduler.state_dict()}
         config = self.cfg.to_dict()
         return self.checkpointer.save(
-            self.iteration, self.adapter.denoiser, self.optimizer, state, config, fingerprint(config)
+            self.iteration, self.adapter.denoiser, self.optimizer, state, config, fingerprint(config), ema=self.ema
         )
 
     def maybe_resume(self) -> None:
@@ -382,7 +386,7 @@ class Trainer:
                 self.logger.path.unlink()  # a fresh run starts a fresh log
             return
         while True:
-            state = self.checkpointer.load(path, self.adapter.denoiser, self.optimizer)
+            state = self.checkpointer.load(path, self.adapter.denoiser, self.optimizer, ema=self.ema)
             if parameters_finite(self.adapter.denoiser):
                 break
             log.warning("skipping checkpoint %s: its parameters are not finite", path)
