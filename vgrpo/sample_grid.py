@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m vgrpo.sample_grid", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output PNG path")
-    ap.add_argument("--model", default=None, help="model folder (default: the shipped base model)")
+    ap.add_argument("--model", "--model.path", dest="model", default=None,
+                    help="model folder, e.g. a `vgrpo.export --format merged` of a run (default: the shipped base model)")
     ap.add_argument("--prompts", nargs="+", default=None, help="prompts (default: one held-out prompt per category)")
     ap.add_argument("--per-prompt", type=int, default=6, help="samples per prompt")
     ap.add_argument("--solver", choices=SOLVERS, default=None, help="ODE solver (default: the model's)")
