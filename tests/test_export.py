@@ -4,6 +4,7 @@ the export samples vgrpo's image; full fine-tuning round-trips exactly; refusals
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -106,9 +107,11 @@ def test_lora_export_loads_in_diffusers_and_peft_at_the_trained_strength(lora_ru
     assert [w for w in warned if not TEXT_ENCODER_NOTICE.match(w)] == [], warned
     n_lora = sum(1 for n, p in pipe.transformer.named_parameters() if "lora_" in n)
     assert n_lora == sum(1 for n, p in adapter.denoiser.named_parameters() if p.requires_grad) > 0
+    scales = {m.scaling["default_0"] for m in pipe.transformer.modules() if hasattr(m, "scaling")}
+    assert scales == {8.0 / 4}  # the trained alpha / r, not diffusers' default alpha = r
     loaded = velocity_with(adapter, pipe.transformer, z, t, cond)
     torch.testing.assert_close(loaded, trained, **TOL)
-    assert not torch.allclose(base, trained, **TOL)  # the LoRA does something (at alpha / r = 2 here)
+    assert (base - trained).abs().max() > 1e3 * TOL["atol"]  # the LoRA does something: half of it would show
 
     from peft import PeftModel
 
@@ -117,7 +120,7 @@ def test_lora_export_loads_in_diffusers_and_peft_at_the_trained_strength(lora_ru
     torch.testing.assert_close(velocity_with(adapter, peft_model.base_model.model, z, t, cond), trained, **TOL)
 
     # --ema: the EMA, as the trainer's averaged model gives it
-    ema_out = export(trainer.run_dir, tmp_path / "lora-ema", "lora", ema=True)
+    ema_out = export(trainer.run_dir, tmp_path / "lora-ema", "lora", ema=True, checkpoint="step-2")
     with trainer.ema.averaged(adapter.denoiser):
         averaged = velocity_with(adapter, adapter.denoiser, z, t, cond)
     ema_pipe = pipeline(family, FAMILIES[family][0]())
@@ -239,3 +242,35 @@ def test_shapes_merged_export_is_a_model_folder_evaluate_and_sample_grid_accept(
     sample_grid.main([f"--model.path={out}", "--out", str(tmp_path / "grid.png"), "--prompts", "a red circle",
                       "--per-prompt", "1", "--steps", "2"])
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_merge_rounds_once_to_the_weight_dtype():
+    """apply_trained on awkward shapes in bfloat16 against peft's unmerged layer computed in float64."""
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, inject_adapter_in_model
+    from torch import nn
+
+    from vgrpo.export import apply_trained
+
+    torch.manual_seed(0)
+    finetune = SimpleNamespace(mode="lora", lora_rank=3, lora_alpha=5.0)
+    model = nn.Sequential(nn.Linear(7, 13), nn.GELU(), nn.Linear(13, 5)).to(torch.bfloat16)
+    reference = inject_adapter_in_model(LoraConfig(r=3, lora_alpha=5.0, target_modules=["0", "2"]),
+                                        copy.deepcopy(model).double())
+    tensors = {}
+    for name, p in reference.named_parameters():
+        if "lora_" in name:
+            with torch.no_grad():
+                p.copy_(torch.randn_like(p).to(torch.bfloat16))  # values a bf16 checkpoint can hold
+            tensors[name] = p.detach().to(torch.bfloat16)
+    tensors["0.some_buffer"] = torch.full((2,), float("nan"))  # buffers beside the LoRA are skipped
+    apply_trained(model, tensors, finetune)
+    assert model[0].weight.dtype == torch.bfloat16
+    w_ref = reference[0].base_layer.weight + 5.0 / 3 * reference[0].lora_B.default.weight @ reference[0].lora_A.default.weight
+    assert torch.equal(model[0].weight, w_ref.to(torch.bfloat16))  # one rounding of the exact sum
+    x = torch.randn(4, 7, dtype=torch.float64)
+    torch.testing.assert_close(model.double()(x), reference(x), rtol=2e-2, atol=2e-2)
+    with pytest.raises(ExportError, match="not a matching linear"):
+        apply_trained(model, {"9.lora_A.default.weight": torch.zeros(3, 7), "9.lora_B.default.weight": torch.zeros(5, 3)},
+                      finetune)

@@ -77,6 +77,8 @@ def checked_checkpoint(run: Path, name: str | None) -> Path:
     """The named checkpoint of `run`, or its newest one that passes its manifest check."""
     from vgrpo.evaluate import find_checkpoint
 
+    if name is not None and (m := re.fullmatch(r"step-(\d+)", name)):
+        name = f"step-{int(m.group(1)):06d}"  # step-50 names step-000050
     try:
         found = find_checkpoint(str(run), name)
     except FileNotFoundError as exc:
