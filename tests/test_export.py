@@ -23,7 +23,7 @@ TEXT_ENCODER_NOTICE = re.compile(r"No LoRA keys associated to \w+ found with the
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 everywhere: merged W + s BA vs unmerged Wx + s B(Ax)
 
 
-def train(family: str, root, **sections):
+def train(family: str, root, base=None, dtype="float32", **sections):
     """A 2-iteration run of the tiny `family` model (checkpoint at the end, EMA on); returns the Trainer."""
     from tests.trainer_setups import color_rewards, tiny_config
     from vgrpo.trainer.trainer import Trainer
@@ -33,8 +33,8 @@ def train(family: str, root, **sections):
     prompts.write_text("\n".join(PROMPTS) + "\n")
     sections = {
         "finetune": {"mode": "lora", "lora_rank": 4, "lora_alpha": 8.0}, "optim": {"lr": 1e-2, "ema_decay": 0.9},
-        "model": {"name": family, "path": str(FAMILIES[family][0]()), "init": "pretrained",
-                  "resolution": RESOLUTION, "max_sequence_length": T5_LENGTH},
+        "model": {"name": family, "path": str(base or FAMILIES[family][0]()), "init": "pretrained",
+                  "resolution": RESOLUTION, "max_sequence_length": T5_LENGTH, "dtype": dtype},
         "rollout": {"prompt_file": str(prompts)}, "checkpoint": {"every": 0}, **sections,
     }
     cfg = tiny_config(root, **sections)
@@ -82,11 +82,11 @@ def probe(adapter, prompts=PROMPTS):
     return z, torch.tensor([0.35, 0.8]), adapter.encode_prompts(prompts)
 
 
-def pipeline(family: str, path):
+def pipeline(family: str, path, dtype=torch.float32):
     import diffusers
 
     cls = getattr(diffusers, FAMILIES[family][1])
-    return cls.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
+    return cls.from_pretrained(str(path), dtype=dtype, local_files_only=True)
 
 
 def test_lora_export_loads_in_diffusers_and_peft_at_the_trained_strength(lora_run, tmp_path):
@@ -159,6 +159,29 @@ def test_merged_export_is_a_pipeline_giving_the_trained_output_and_image(lora_ru
         ours = adapter.decode(x0)
     assert image.shape == ours.shape == (2, 3, RESOLUTION, RESOLUTION)
     torch.testing.assert_close(image.float(), ours, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_run_exports_in_bfloat16_within_its_tolerance(tmp_path):
+    """A bf16 base trained in bf16: merged weights stay bf16; outputs agree to bf16 precision."""
+    from vgrpo.models.local_dir import safetensors_header
+
+    base = tmp_path / "flux-bf16"
+    pipeline("flux", tiny_flux_dir(), torch.bfloat16).save_pretrained(str(base))
+    trainer = train("flux", tmp_path / "run", base=base, dtype="bfloat16", optim={"lr": 5e-2, "ema_decay": 0.0})
+    adapter = trainer.adapter
+    assert adapter.dtype == torch.bfloat16
+    z, t, cond = probe(adapter)
+    trained = velocity_with(adapter, adapter.denoiser, z, t, cond)
+    merged = pipeline("flux", export(trainer.run_dir, tmp_path / "merged", "merged"), torch.bfloat16)
+    files = list((tmp_path / "merged" / "transformer").glob("*.safetensors"))
+    assert files and {v["dtype"] for f in files for v in safetensors_header(f).values()} == {"BF16"}
+    bf16 = dict(rtol=1.6e-2, atol=1.6e-2)  # 2 bf16 ulps at 1: merged W + s BA (measured: 1 ulp) vs W x + s B (A x)
+    torch.testing.assert_close(velocity_with(adapter, merged.transformer, z, t, cond), trained, **bf16)
+    lora = pipeline("flux", base, torch.bfloat16)
+    base_out = velocity_with(adapter, lora.transformer, z, t, cond)
+    lora.load_lora_weights(str(export(trainer.run_dir, tmp_path / "lora", "lora")))
+    torch.testing.assert_close(velocity_with(adapter, lora.transformer, z, t, cond), trained, **bf16)
+    assert (base_out - trained).abs().max() > 10 * bf16["atol"]
 
 
 def test_full_finetuning_export_round_trips_exactly(tmp_path):
