@@ -7,7 +7,7 @@ import torch
 
 from vgrpo.experiments.supervised import main, parse_args, score
 from vgrpo.models.shapes import ShapesAdapter
-from vgrpo.trainer.evaluation import eval_prompts
+from vgrpo.tasks.shapes import eval_prompts
 from vgrpo.world.prompts import heldout_prompts_by_category
 
 
