@@ -9,6 +9,7 @@ are accepted); the run id is kept in `<run>/wandb-run-id` so a resumed run conti
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ class WandbSink:
 
         run_dir = Path(run_dir)
         id_file = run_dir / ID_FILE
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         self.wandb = wandb
         self.run = wandb.init(
             project=project or os.environ.get("WANDB_PROJECT") or "vgrpo",
