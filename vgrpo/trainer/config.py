@@ -242,7 +242,7 @@ class EvalConfig:
     images_per_category: int = 128
     """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval). With 32, two checkpoints 15 iterations apart scored 0.448 and 0.375, and 8 images per held-out prompt on other noise ranked them the other way (0.378, 0.412)."""
     grid_images: int = 36
-    """Images in each saved PNG sample grid (one column per category)."""
+    """Images in each saved PNG sample grid, each captioned with its prompt (shapes world: one column per category; a prompt file: `images_per_prompt` columns, 6 when that is 1); 0 = no grid."""
     steps: int = 0
     """Deterministic ODE solver steps of the held-out images; 0 = `rollout.steps`. Set it when comparing runs whose rollouts differ (a Flow-GRPO SDE rollout vs a V-GRPO ODE rollout) so both are evaluated with the same sampler."""
     solver: str = ""
