@@ -101,7 +101,9 @@ def test_shapes_evaluation_is_the_verifier_on_fixed_noise_images(tmp_path):
     from vgrpo.world.prompts import heldout_prompts_by_category
 
     # the shipped base model: its verifier scores are not all zero
-    cfg = tiny_config(tmp_path, model=dict(init="pretrained"), eval=dict(every=0, images_per_category=2, grid_images=6))
+    # (sampled, decoded and scored 5 images at a time: chunks 5, 5, 2)
+    cfg = tiny_config(tmp_path, model=dict(init="pretrained"), rollout=dict(batch_size=5),
+                      eval=dict(every=0, images_per_category=2, grid_images=6))
     trainer = Trainer(cfg, reward_factory=color_rewards)
     metrics = trainer.evaluate(0)
     cats = list(heldout_prompts_by_category())

@@ -45,7 +45,8 @@ class ShapesEvaluator:
         from vgrpo.rewards.shapes import verdicts
 
         prompts = [self.prompts[j] for j in indices]
-        values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0} for v in verdicts(images, prompts)]
+        found = verdicts(images.cpu(), prompts)  # the verifier's detector runs on the CPU
+        values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0} for v in found]
         if self.rewards is not None:
             extra = reward_values(self.rewards, images, prompts, [self.metadata[j] for j in indices])
             values = [{**v, **e} for v, e in zip(values, extra)]

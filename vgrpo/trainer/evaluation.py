@@ -94,7 +94,7 @@ def evaluate(
     """Generate one image per evaluation prompt with the deterministic ODE sampler and score it.
 
     Image j's noise is drawn from generator(seed, eval stream, 0, j): the same at every evaluation.
-    Each rank generates and scores a contiguous share of the images.
+    Each rank generates and scores a contiguous share of the images, `batch_size` at a time.
 
     Returns (on rank 0; other ranks get ({}, None)):
         metrics: `evaluator.summarise` of every image's values;
@@ -110,11 +110,13 @@ def evaluate(
         adapter, cond, noise, steps=steps, solver=solver, shift=shift, cfg_scale=cfg_scale,
         batch_size=batch_size,
     )
-    images = torch.cat([adapter.decode(x0[i : i + batch_size]) for i in range(0, x0.shape[0], batch_size)])
-    images = images.float().clamp(0, 1).cpu()
-    values = evaluator.score(images[:real], jobs[:real])
+    values, grid_part = [], []
+    for start in range(0, real, batch_size):  # decode and score chunk by chunk: no float copy of every image
+        chunk = jobs[start : min(start + batch_size, real)]
+        images = adapter.decode(x0[start : start + len(chunk)]).float().clamp(0, 1)
+        values += evaluator.score(images, chunk)
+        grid_part += [(j, (images[i] * 255).round().to(torch.uint8).cpu()) for i, j in enumerate(chunk) if j < grid_images]
     mine = list(zip(jobs[:real], values))
-    grid_part = [(j, (images[i] * 255).round().to(torch.uint8)) for i, j in enumerate(jobs[:real]) if j < grid_images]
     gathered = all_gather_objects((mine, grid_part))
     if not world.is_main:
         return {}, None
