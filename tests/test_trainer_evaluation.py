@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from tests.fixtures_tiny_models import RESOLUTION, T5_LENGTH, tiny_flux_dir
+from tests.fixtures_tiny_models import RESOLUTION, T5_LENGTH, tiny_flux_dir, tiny_sd3_dir
 from tests.trainer_setups import ColorBalanceReward, color_rewards, tiny_adapter, tiny_config
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.metrics import read_metrics
@@ -34,7 +34,8 @@ def _jsonl(path, rows):
     return str(path)
 
 
-def test_tiny_flux_run_evaluates_a_jsonl_prompt_file_with_metadata(tmp_path):
+@pytest.mark.parametrize("model, directory", [("flux", tiny_flux_dir), ("sd3", tiny_sd3_dir)])
+def test_tiny_flux_and_sd3_runs_evaluate_a_jsonl_prompt_file_with_metadata(tmp_path, model, directory):
     train_file = _jsonl(tmp_path / "train.jsonl", [
         {"prompt": "a photo of a cat", "objects": ["cat"]},
         {"prompt": "a red cube on the left", "objects": ["cube"], "text": "CUBE"},
@@ -47,7 +48,7 @@ def test_tiny_flux_run_evaluates_a_jsonl_prompt_file_with_metadata(tmp_path):
     recorder = MetadataRecorder()
     cfg = tiny_config(
         tmp_path, finetune={"mode": "lora"},
-        model={"name": "flux", "path": str(tiny_flux_dir()), "init": "pretrained", "resolution": RESOLUTION,
+        model={"name": model, "path": str(directory()), "init": "pretrained", "resolution": RESOLUTION,
                "max_sequence_length": T5_LENGTH},
         rollout={"prompt_file": train_file},
         eval={"every": 1, "prompt_file": eval_file, "images_per_prompt": 2, "grid_images": 4,
