@@ -39,6 +39,12 @@ def wandb_records(path):
     return out
 
 
+def history_rows(records) -> list[dict]:
+    """The logged rows ({key: value}) of the history records."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in records if r.WhichOneof("record_type") == "history"]
+
+
 def test_offline_wandb_run_logs_config_metrics_and_grids(tmp_path, monkeypatch):
     from vgrpo.trainer.trainer import Trainer
 
@@ -65,10 +71,7 @@ def test_offline_wandb_run_logs_config_metrics_and_grids(tmp_path, monkeypatch):
     config = {item.key: json.loads(item.value_json) for item in start.config.update}
     assert config["eval"]["prompt_file"] == str(prompts) and config["rollout"]["group_size"] == 4
 
-    history = []
-    for r in records:
-        if r.WhichOneof("record_type") == "history":
-            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item})
+    history = history_rows(records)
     logged = read_metrics(trainer.run_dir / "metrics.jsonl")
     assert [r["kind"] for r in logged] == ["eval", "train", "eval", "train", "eval"]
     for record in logged:  # every metric of metrics.jsonl, under <kind>/<name>, against its iteration
@@ -80,3 +83,22 @@ def test_offline_wandb_run_logs_config_metrics_and_grids(tmp_path, monkeypatch):
                 assert row[prefix + key] == pytest.approx(value, rel=1e-12), key
     grids = [h for h in history if h.get("eval/samples/_type") == "image-file"]
     assert [h["iteration"] for h in grids] == [0, 1, 2]
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    from vgrpo.trainer.trainer import Trainer
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_config(tmp_path / "runs", job=dict(iterations=1), checkpoint=dict(every=1), logging=dict(wandb=True))
+    Trainer(cfg, adapter_factory=tiny_adapter, reward_factory=color_rewards).train()
+    cfg.job.iterations = 2
+    trainer = Trainer(cfg, adapter_factory=tiny_adapter, reward_factory=color_rewards)
+    trainer.train()
+    assert trainer.iteration == 2
+    run_id = (trainer.run_dir / "wandb-run-id").read_text().strip()
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(f"-{run_id}" in r.name for r in runs)  # ("-1" added within one second)
+    rows = history_rows(wandb_records(runs[1] / f"run-{run_id}.wandb"))
+    assert [row["iteration"] for row in rows] == [1] and "train/reward_mean" in rows[0]  # the resumed part logs only the iteration it ran
