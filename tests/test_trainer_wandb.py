@@ -39,6 +39,19 @@ def wandb_records(path):
     return out
 
 
+def finished_records(path, timeout_s: float = 20.0):
+    """`wandb_records` of a run file once it holds the run's exit record (the service may still be
+    writing it for a moment after `finish()` returned)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def history_rows(records) -> list[dict]:
     """The logged rows ({key: value}) of the history records."""
     return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
@@ -64,7 +77,7 @@ def test_offline_wandb_run_logs_config_metrics_and_grids(tmp_path, monkeypatch):
     run_id = (trainer.run_dir / "wandb-run-id").read_text().strip()
     files = list(runs[0].glob(f"run-{run_id}.wandb"))
     assert files and len(list(runs[0].glob("files/media/images/eval/samples_*.png"))) == 3
-    records = wandb_records(files[0])
+    records = finished_records(files[0])
 
     (start,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert (start.project, start.display_name, start.run_id) == ("vgrpo-test", "run", run_id)
@@ -100,5 +113,5 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     run_id = (trainer.run_dir / "wandb-run-id").read_text().strip()
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(f"-{run_id}" in r.name for r in runs)  # ("-1" added within one second)
-    rows = history_rows(wandb_records(runs[1] / f"run-{run_id}.wandb"))
+    rows = history_rows(finished_records(runs[1] / f"run-{run_id}.wandb"))
     assert [row["iteration"] for row in rows] == [1] and "train/reward_mean" in rows[0]  # the resumed part logs only the iteration it ran
