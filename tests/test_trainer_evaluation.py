@@ -183,3 +183,23 @@ def test_flux_without_an_eval_prompt_file_is_not_evaluated(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert build_evaluator(cfg, RewardSet([ColorBalanceReward()])) is None
     assert "set eval.prompt_file" in caplog.text
+
+
+def test_eval_rewards_reuse_a_loaded_training_reward_and_join_the_shapes_verifier(tmp_path):
+    from vgrpo.rewards.jpeg import JpegCompressibility
+    from vgrpo.trainer.evaluation import build_evaluator
+
+    jpeg = JpegCompressibility()
+    train = RewardSet([jpeg, ColorBalanceReward()])
+    cfg = tiny_config(tmp_path, reward=dict(names=["jpeg_compressibility", "shapes"]),
+                      eval=dict(every=0, images_per_category=1, rewards=["jpeg_compressibility", "jpeg_incompressibility"]))
+    evaluator = build_evaluator(cfg, train)
+    assert evaluator.rewards.rewards[0] is jpeg  # the training instance, not a second load
+    assert evaluator.rewards.names == ["jpeg_compressibility", "jpeg_incompressibility"]
+    n = len(evaluator.prompts)
+    values = evaluator.score(torch.rand(n, 3, 32, 32), list(range(n)))
+    metrics = evaluator.summarise(values)
+    first_category = evaluator.metadata[0]["category"]
+    assert {"score/overall", "accuracy/overall", "reward/jpeg_compressibility", "valid_fraction",
+            f"reward/jpeg_incompressibility/{first_category}"} <= set(metrics)
+    assert metrics["reward/jpeg_compressibility"] == pytest.approx(-metrics["reward/jpeg_incompressibility"])
