@@ -114,3 +114,55 @@ def test_groups_of_keys_in_overrides():
 def test_fail_fast_and_timeout_settings_are_checked(tmp_path):
     text = _problems(tmp_path, ["--job.max_skipped_iterations=-1", "--parallel.timeout_s=0"])
     assert "job.max_skipped_iterations must be >= 0" in text and "parallel.timeout_s must be > 0" in text
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ('{"prompt": "a cat"}\n{"prompt": "a dog",\n', 'line 2: not valid JSON'),
+    ('{"prompt": "a cat"}\n\n{"text": "OPEN"}\n', 'line 3: no "prompt" field'),
+    ('{"prompt": ""}\n', 'line 1: no "prompt" field'),
+    ('{"prompt": 7}\n', 'line 1: no "prompt" field'),
+    ('["a cat"]\n', "line 1: a JSONL prompt file needs one JSON object per line"),
+    ('{"prompt": "a cat", "text": "A"}\n{"prompt": "a cat", "text": "B"}\n', "line 2: prompt 'a cat' appeared on line 1"),
+])
+@pytest.mark.parametrize("key", ["rollout.prompt_file", "eval.prompt_file"])
+def test_bad_jsonl_prompt_files_are_refused_naming_file_and_line(tmp_path, content, fragment, key):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(content)
+    text = _problems(tmp_path, [f"--{key}={path}"])
+    assert f"{key}: prompt file {path} {fragment}" in text
+
+
+def test_jsonl_prompt_records_carry_their_metadata(tmp_path):
+    from vgrpo.utils.prompt_file import PromptRecord, read_prompt_records
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": " a sign that says \\"OPEN\\" ", "text": "OPEN"}\n\n'
+                    '{"prompt": "two cats", "include": [{"class": "cat", "count": 2}]}\n'
+                    '{"prompt": "two cats", "include": [{"class": "cat", "count": 2}]}\n')
+    assert read_prompt_records(path) == [
+        PromptRecord('a sign that says "OPEN"', {"text": "OPEN"}),
+        PromptRecord("two cats", {"include": [{"class": "cat", "count": 2}]}),
+        PromptRecord("two cats", {"include": [{"class": "cat", "count": 2}]}),
+    ]
+    assert read_prompt_file(path) == ['a sign that says "OPEN"', "two cats", "two cats"]
+    text_file = tmp_path / "prompts.txt"  # only *.jsonl is read as JSON
+    text_file.write_text('{"prompt": "x"}\n')
+    assert read_prompt_records(text_file) == [PromptRecord('{"prompt": "x"}', {})]
+
+
+def test_eval_rewards_and_switches_are_validated(tmp_path):
+    text = _problems(tmp_path, ["--eval.rewards=pickscore,nope", "--eval.reward_paths=a", "--eval.images_per_prompt=0",
+                                "--eval.use_ema=true", "--logging.wandb_mode=sometimes"])
+    assert "eval.rewards: unknown reward 'nope'" in text
+    assert "eval.reward_paths has 1 entries for 2 rewards" in text
+    assert "eval.images_per_prompt must be >= 1" in text
+    assert "eval.use_ema=true needs an EMA" in text
+    assert "logging.wandb_mode must be online|offline|disabled" in text
+
+
+def test_logging_wandb_without_the_package_is_refused_with_the_install_hint(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now fails as if not installed
+    assert "logging.wandb=true needs the wandb package: pip install 'vgrpo[wandb]'" in _problems(
+        tmp_path, ["--logging.wandb=true"])

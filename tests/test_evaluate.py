@@ -71,3 +71,25 @@ def test_the_newest_checkpoint_that_passes_its_check_is_scored(tmp_path, capsys)
     assert "skipping checkpoint" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match=".metadata is missing"):
         find_checkpoint(str(trainer.run_dir), "step-000002")
+
+
+def test_a_jsonl_prompt_set_hands_its_metadata_to_the_rewards(tmp_path, monkeypatch):
+    from vgrpo.evaluate import load_prompts_and_metadata
+    from vgrpo.rewards import registry
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a red circle", "text": "RED"}\n{"prompt": "a blue square"}\n')
+    assert load_prompts_and_metadata(str(prompts)) == (["a red circle", "a blue square"], [{"text": "RED"}, {}])
+    seen = []
+
+    class Recorder:
+        name = "ocr"
+
+        def __call__(self, images, prompts, *, metadata=None):
+            seen.extend(metadata)
+            return torch.zeros(len(prompts))
+
+    monkeypatch.setitem(registry.BUILDERS, "ocr", lambda path, device, **options: Recorder())
+    assert main(["--prompts", str(prompts), "--rewards", "ocr", "--images-per-prompt", "2",
+                 "--out", str(tmp_path / "out"), "--rollout.steps=1"]) == 0
+    assert seen == [{"text": "RED"}, {"text": "RED"}, {}, {}]

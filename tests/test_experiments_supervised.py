@@ -7,14 +7,13 @@ import torch
 
 from vgrpo.experiments.supervised import main, parse_args, score
 from vgrpo.models.shapes import ShapesAdapter
-from vgrpo.trainer.evaluation import eval_prompts
-from vgrpo.world.prompts import heldout_prompts_by_category
+from vgrpo.tasks.shapes import ShapesEvaluator
 
 
 def test_rows_start_from_the_untouched_model_and_record_the_training(tmp_path):
     torch.set_num_threads(2)
     before = ShapesAdapter.from_pretrained()  # the shipped base model: it scores above 0
-    base = score(before, eval_prompts(heldout_prompts_by_category(), 2))
+    base = score(before, ShapesEvaluator(2))
     rows = main(["--steps", "3", "--evals", "1", "--batch", "4", "--images-per-category", "2",
                  "--threads", "2", "--out", str(tmp_path / "out")])
 

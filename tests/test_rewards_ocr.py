@@ -36,3 +36,16 @@ def test_rapidocr_reads_rendered_text_and_scores_it():
     scores = OcrReward()(images, ['a sign that says "HELLO"', 'a sign that says "HELLO"'])
     assert scores[0] == 1.0
     assert scores[1] < 0.5
+
+
+def test_metadata_text_is_the_target_and_the_quoted_text_the_fallback():
+    from vgrpo.rewards.base import RewardSet
+
+    reward = OcrReward(engine=lambda image: "OPEN 24")
+    images = torch.rand(3, 3, 8, 8)
+    prompts = ['a sign that says "CLOSED"', 'a sign that says "OPEN 24"', "a shop sign"]
+    scores = RewardSet([reward])(images, prompts, metadata=[{"text": "OPEN 24"}, {}, {"text": "open"}]).scores[:, 0]
+    assert scores.tolist() == [1.0, 1.0, 1.0]  # metadata wins over the quotes; no quotes needed with it
+    assert reward(images[:1], prompts[:1]).tolist() == [text_match("OPEN 24", "CLOSED")] != [1.0]
+    with pytest.raises(ValueError, match='OCR metadata "text"'):
+        reward(images[:1], prompts[:1], metadata=[{"text": 3}])

@@ -56,3 +56,26 @@ def test_a_reward_returning_the_wrong_count_is_isolated_per_image():
 
     out = RewardSet([WrongCount()])(torch.rand(2, 3, 4, 4), ["a", "b"])
     assert not bool(out.valid.any())
+
+
+class NeedsMetadata:
+    """Scores metadata["n"]; raises on a batch holding n < 0 (so the one-by-one fallback runs)."""
+
+    name = "needs_metadata"
+
+    def __call__(self, images, prompts, *, metadata=None):
+        n = torch.tensor([float(m["n"]) for m in metadata])
+        if len(n) > 1 and bool((n < 0).any()):
+            raise RuntimeError("bad batch")
+        return n
+
+
+def test_metadata_reaches_only_the_rewards_that_take_it_aligned_with_the_images():
+    images = torch.rand(4, 3, 4, 4)
+    images[1, 0, 0, 0] = math.nan  # invalid image: not shown, its metadata dropped with it
+    metadata = [{"n": 0}, {"n": 1}, {"n": -2}, {"n": 3}]
+    out = RewardSet([Brightness(), NeedsMetadata()])(images, ["p"] * 4, metadata=metadata)
+    assert out.valid.tolist() == [True, False, True, True]
+    assert out.scores[:, 1].tolist()[0] == 0 and out.scores[2:, 1].tolist() == [-2, 3]  # per-image fallback
+    with pytest.raises(ValueError, match="3 metadata entries for 4 images"):
+        RewardSet([Brightness()])(images, ["p"] * 4, metadata=metadata[:3])

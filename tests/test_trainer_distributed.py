@@ -4,6 +4,7 @@ launchers joined by a c10d rendezvous (multi-node) agree with one; a stopped ran
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -173,3 +174,22 @@ def test_a_stopped_rank_ends_the_run_with_an_error_within_the_timeout(tmp_path):
     assert code != 0
     assert elapsed < timeout_s + launcher_grace + 30, elapsed
     assert f"Timed out waiting {timeout_s * 1000}ms" in text, text[-4000:]  # gloo's error, on rank 0
+
+
+def test_evaluation_split_over_two_processes_matches_one_process(tmp_path):
+    """Three evaluation prompts x 1 image over two ranks (2 + 1, the short rank pads): the same
+    per-reward means and the same sample grid as one process."""
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text('{"prompt": "a red circle", "category": "a"}\n{"prompt": "a blue square", "category": "b"}\n'
+                       '{"prompt": "two circles", "category": "a"}\n')
+    overrides = ["job.iterations=1", "eval.every=0", f"eval.prompt_file={prompts}", "eval.grid_images=3",
+                 "algorithm.minibatches=1", "rollout.prompts_per_iteration=2"]
+    torchrun(1, tmp_path / "one", overrides)
+    torchrun(2, tmp_path / "two", overrides)
+    for name in ("iter-000000.json", "iter-000001.json"):
+        one, two = (json.loads((tmp_path / n / "run" / "eval" / name).read_text()) for n in ("one", "two"))
+        assert set(one) == set(two) >= {"reward/color_balance", "reward/color_balance/a", "reward/color_balance/b"}
+        for k in one:
+            if k != "time_eval_s":
+                assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6), (name, k)
+    assert (tmp_path / "two" / "run" / "samples" / "iter-000001.png").stat().st_size > 0

@@ -24,20 +24,26 @@ from typing import Sequence
 
 import torch
 
-from vgrpo.utils.prompt_file import read_prompt_file
+from vgrpo.utils.prompt_file import read_prompt_records
 
 STREAM_EVALUATE = 7
 
 
 def load_prompts(spec: str) -> list[str]:
-    """'heldout' | 'train' (the built-in world's split) or a text file with one prompt per line."""
+    """'heldout' | 'train' (the built-in world's split) or a prompt file (text, or JSONL with metadata)."""
+    return load_prompts_and_metadata(spec)[0]
+
+
+def load_prompts_and_metadata(spec: str) -> tuple[list[str], list[dict] | None]:
+    """The prompts of `spec` (see `load_prompts`) and, for a JSONL file with metadata, one dict each."""
     if spec in ("heldout", "train"):
         from vgrpo.world.prompts import heldout_prompts, train_prompts
 
-        return heldout_prompts() if spec == "heldout" else train_prompts()
+        return (heldout_prompts() if spec == "heldout" else train_prompts()), None
     if not Path(spec).is_file():
         raise FileNotFoundError(f"--prompts {spec!r} is neither 'heldout', 'train' nor an existing file")
-    return read_prompt_file(spec)
+    records = read_prompt_records(spec)
+    return [r.prompt for r in records], ([r.metadata for r in records] if any(r.metadata for r in records) else None)
 
 
 def load_run_config(run: str | None, preset: str, overrides: Sequence[str]):
@@ -120,8 +126,10 @@ def markdown(result: dict) -> str:
 
 
 def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: int, seed: int,
-                   steps: int, solver: str, shift: float, cfg_scale: float, batch_size: int):
-    """Generate images_per_prompt images per prompt and score them: (images [B, 3, H, W], RewardScores)."""
+                   steps: int, solver: str, shift: float, cfg_scale: float, batch_size: int,
+                   metadata: list[dict] | None = None):
+    """Generate images_per_prompt images per prompt and score them (with the prompts' metadata, one
+    dict per prompt, when given): (images [B, 3, H, W], sample prompts, RewardScores)."""
     from vgrpo.trainer.rollout import generate, initial_noise, sample_indices
 
     index = sample_indices(range(len(prompts)), images_per_prompt)
@@ -131,7 +139,8 @@ def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: i
                   batch_size=batch_size)
     images = torch.cat([adapter.decode(x0[i : i + batch_size]) for i in range(0, x0.shape[0], batch_size)])
     sample_prompts = [p for p in prompts for _ in range(images_per_prompt)]
-    return images, sample_prompts, rewards(images.float().cpu(), sample_prompts)
+    sample_metadata = None if metadata is None else [m for m in metadata for _ in range(images_per_prompt)]
+    return images, sample_prompts, rewards(images.float().cpu(), sample_prompts, metadata=sample_metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", help="run folder (its config.json and checkpoints)")
     parser.add_argument("--checkpoint", help="checkpoint folder name inside <run>/checkpoints (default: newest)")
     parser.add_argument("--preset", default="shapes-cpu", help="config preset when --run is not given")
-    parser.add_argument("--prompts", default="heldout", help="'heldout', 'train' or a file, one prompt per line")
+    parser.add_argument("--prompts", default="heldout",
+                        help="'heldout', 'train' or a prompt file (one per line, or *.jsonl with metadata)")
     parser.add_argument("--rewards", default="shapes", help="comma-separated reward names (vgrpo.rewards.registry)")
     parser.add_argument("--reward-paths", default="", help="comma-separated local paths / URLs, '' for none")
     parser.add_argument("--images-per-prompt", type=int, default=4)
@@ -160,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cfg = load_run_config(args.run, args.preset, overrides)
     validate(cfg)
-    prompts = load_prompts(args.prompts)
+    prompts, metadata = load_prompts_and_metadata(args.prompts)
     names = [n for n in args.rewards.split(",") if n]
     paths = [p or None for p in args.reward_paths.split(",")] if args.reward_paths else [None] * len(names)
     if len(paths) != len(names):
@@ -180,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images, sample_prompts, scored = evaluate_model(
         adapter, prompts, rewards, images_per_prompt=args.images_per_prompt, seed=args.seed,
         steps=r.steps, solver=r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=args.batch_size,
+        metadata=metadata,
     )
     result = {
         "model": str(checkpoint) if checkpoint else f"{cfg.model.name} ({cfg.model.path or 'shipped weights'})",

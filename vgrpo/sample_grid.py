@@ -13,13 +13,13 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from vgrpo.models.shapes import ShapesAdapter  # noqa: E402
 from vgrpo.rewards.shapes import score  # noqa: E402
 from vgrpo.sampling.ode import SOLVERS  # noqa: E402
+from vgrpo.utils.image_grid import image_grid  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, parse  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
 
@@ -34,21 +34,10 @@ def make_grid(
 ) -> Image.Image:
     """rows: R tensors [N, 3, H, W] in [0, 1]; captions[r][n] under each tile; labels[r] left of row r."""
     n = max(r.shape[0] for r in rows)
-    h, w = rows[0].shape[-2:]
-    tile_w, tile_h = w * zoom, h * zoom
-    label_w, cap_h, pad = 230, 12, 4
-    canvas = Image.new("RGB", (label_w + n * (tile_w + pad), len(rows) * (tile_h + cap_h + pad)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, (imgs, caps, label) in enumerate(zip(rows, captions, labels)):
-        y = r * (tile_h + cap_h + pad)
-        draw.text((4, y + tile_h // 2 - 6), label, fill="black")
-        for c in range(imgs.shape[0]):
-            arr = (imgs[c].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            tile = Image.fromarray(arr).resize((tile_w, tile_h), Image.NEAREST)
-            x = label_w + c * (tile_w + pad)
-            canvas.paste(tile, (x, y))
-            draw.text((x + 2, y + tile_h), caps[c], fill="black")
-    return canvas
+    side = max(rows[0].shape[-2:]) * zoom
+    flat = [c for caps in captions for c in caps]
+    return image_grid(torch.cat(rows), flat, columns=n, row_labels=labels, caption_lines=1,
+                      min_tile=side, max_tile=side)
 
 
 def main(argv: list[str] | None = None) -> None:

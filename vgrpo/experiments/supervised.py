@@ -27,8 +27,9 @@ from vgrpo.models.shapes import ShapesAdapter
 from vgrpo.pretrain import Pretraining, ema_copy, recipe_optimizer, train_step
 from vgrpo.pretrain import parse_args as pretrain_args
 from vgrpo.trainer.distributed import World
-from vgrpo.trainer.evaluation import eval_prompts, evaluate
-from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category
+from vgrpo.tasks.shapes import ShapesEvaluator
+from vgrpo.trainer.evaluation import evaluate
+from vgrpo.world.prompts import train_prompts_by_category
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,10 +65,10 @@ def continuation(model: ShapesAdapter, lr: float, seed: int) -> Pretraining:
     return Pretraining(model, ema, opt, sched, np.random.default_rng(seed), torch.Generator().manual_seed(seed))
 
 
-def score(model: ShapesAdapter, prompts: list[str]) -> dict[str, float]:
+def score(model: ShapesAdapter, evaluator: ShapesEvaluator) -> dict[str, float]:
     """The trainer's held-out metrics ("score/<category>", "accuracy/<category>", "*/overall")."""
     model.forget_prompt_encodings()  # the text encoder changed since the last evaluation
-    metrics, _ = evaluate(model, prompts, World(0, 1, torch.device("cpu")), seed=0, steps=8,
+    metrics, _ = evaluate(model, evaluator, World(0, 1, torch.device("cpu")), seed=0, steps=8,
                           solver="dpm++2m", shift=1.0)
     return metrics
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     recipe = argparse.Namespace(batch=args.batch, cfg_drop=defaults.cfg_drop, prediction=run.model.prediction,
                                 t_mean=run.model.config.get("recipe", {}).get("t_mean", defaults.t_mean),
                                 ema=defaults.ema)
-    prompts = eval_prompts(heldout_prompts_by_category(), args.images_per_category)
+    evaluator = ShapesEvaluator(args.images_per_category)
     by_category = train_prompts_by_category()
     marks = {args.steps * (i + 1) // args.evals for i in range(args.evals)}
     rows, seconds, loss = [], 0.0, None
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     for step in range(args.steps + 1):
         if step == 0 or step in marks:
-            rows.append({"step": step, "train_seconds": round(seconds, 1), "loss": loss, **score(run.ema, prompts)})
+            rows.append({"step": step, "train_seconds": round(seconds, 1), "loss": loss, **score(run.ema, evaluator)})
             trained = "" if loss is None else f" (train {seconds:.0f} s, last loss {loss:.4f})"
             print(f"step {step}: held-out score {rows[-1]['score/overall']:.3f}{trained}", flush=True)
             (out / "supervised.json").write_text(json.dumps(rows, indent=1))

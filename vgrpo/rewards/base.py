@@ -1,5 +1,11 @@
 """The reward interface: any callable (images, prompts) -> [B] scores, several at once with weights.
 
+Per-prompt metadata (the fields of a JSONL prompt file besides "prompt": an OCR target text, a
+GenEval-style object list, ...) reaches the rewards that declare a `metadata` keyword:
+`__call__(images, prompts, *, metadata: list[dict] | None = None)`, one dict per image (None when
+the prompts carry none). `RewardSet` passes it to those rewards only, so plain rewards need not
+change.
+
 A reward that raises, or returns NaN/inf for some images, never crashes a run: `RewardSet` scores
 the batch, falls back to per-image scoring when the batch call raises, and reports which samples
 are valid; the trainer drops invalid samples from their group. Images with NaN/inf pixels are
@@ -8,6 +14,7 @@ invalid samples without being scored.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -22,7 +29,8 @@ log = logging.getLogger(__name__)
 class Reward(Protocol):
     """Scores images against their prompts.
 
-    __call__(images [B, 3, H, W] float in [0, 1], prompts: list of B str) -> [B] float tensor.
+    __call__(images [B, 3, H, W] float in [0, 1], prompts: list of B str) -> [B] float tensor;
+    a reward that needs per-prompt metadata also takes `metadata=` (see the module docstring).
     """
 
     name: str
@@ -72,12 +80,17 @@ class RewardSet:
     def names(self) -> list[str]:
         return [r.name for r in self.rewards]
 
-    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> RewardScores:
+    def __call__(
+        self, images: torch.Tensor, prompts: Sequence[str], *, metadata: Sequence[dict] | None = None
+    ) -> RewardScores:
         """Score a batch with every reward; failures become NaN and mark the sample invalid.
 
         An image with a NaN/inf pixel is invalid too: it is not shown to any reward (NaN scores).
+        metadata: None or one dict per image, passed to the rewards that take `metadata=`.
         """
         b = images.shape[0]
+        if metadata is not None and len(metadata) != b:
+            raise ValueError(f"got {len(metadata)} metadata entries for {b} images")
         finite = torch.isfinite(images.detach().reshape(b, -1)).all(dim=1).cpu()
         scores = torch.full((b, len(self.rewards)), math.nan)
         keep = finite.nonzero().squeeze(1)
@@ -86,24 +99,45 @@ class RewardSet:
         if len(keep):
             kept = images if len(keep) == b else images[keep.to(images.device)]
             kept_prompts = prompts if len(keep) == b else [prompts[i] for i in keep.tolist()]
-            scores[keep] = torch.stack([_score_isolated(r, kept, kept_prompts) for r in self.rewards], dim=1)
+            kept_meta = metadata if metadata is None or len(keep) == b else [metadata[i] for i in keep.tolist()]
+            scores[keep] = torch.stack(
+                [_score_isolated(r, kept, kept_prompts, kept_meta) for r in self.rewards], dim=1
+            )
         valid = torch.isfinite(scores).all(dim=1)
         if not bool(valid.all()):
             log.warning("dropping %d of %d samples with failed rewards", int((~valid).sum()), len(valid))
         return RewardScores(scores=scores, valid=valid, names=self.names)
 
 
-def _score_isolated(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+def takes_metadata(reward: Reward) -> bool:
+    """Whether `reward` declares the `metadata` keyword (or **kwargs)."""
+    try:
+        params = inspect.signature(reward).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature
+        return False
+    return any(p.name == "metadata" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _call(reward: Reward, images: torch.Tensor, prompts: Sequence[str], metadata: Sequence[dict] | None):
+    if metadata is not None and takes_metadata(reward):
+        return reward(images, prompts, metadata=list(metadata))
+    return reward(images, prompts)
+
+
+def _score_isolated(
+    reward: Reward, images: torch.Tensor, prompts: Sequence[str], metadata: Sequence[dict] | None = None
+) -> torch.Tensor:
     """[B] float32 CPU scores; a batch that raises is rescored image by image, failures are NaN."""
     b = images.shape[0]
     try:
-        return _as_scores(reward(images, prompts), b, reward.name)
+        return _as_scores(_call(reward, images, prompts, metadata), b, reward.name)
     except Exception as exc:  # noqa: BLE001 - a reward model must not kill the run
         log.warning("reward %s failed on the batch (%s); scoring images one by one", reward.name, exc)
     out = torch.full((b,), math.nan)
     for i in range(b):
         try:
-            out[i] = _as_scores(reward(images[i : i + 1], prompts[i : i + 1]), 1, reward.name)[0]
+            one = None if metadata is None else metadata[i : i + 1]
+            out[i] = _as_scores(_call(reward, images[i : i + 1], prompts[i : i + 1], one), 1, reward.name)[0]
         except Exception as exc:  # noqa: BLE001
             log.warning("reward %s failed on sample %d: %s", reward.name, i, exc)
     return out

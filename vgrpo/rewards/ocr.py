@@ -1,6 +1,7 @@
 """OCR reward (as in Flow-GRPO): how well the text rendered in an image matches the quoted text.
 
-The target is the text between double quotes in the prompt ('A sign that says "OPEN 24"').
+The target is the prompt's metadata "text" when given (a JSONL prompt file's field), else the text
+between double quotes in the prompt ('A sign that says "OPEN 24"').
 Both strings are lower-cased with spaces removed; reward = 1 - min(edit distance, len(target)) /
 len(target), and 1 when the target appears inside the recognised text. The default engine is
 RapidOCR (ONNX runtime, models inside the wheel: the `ocr` extra); any callable
@@ -26,6 +27,13 @@ def target_text(prompt: str) -> str:
     if match is None:
         raise ValueError(f'OCR prompt has no text in double quotes: {prompt!r}')
     return match.group(1)
+
+
+def _metadata_text(metadata: dict, prompt: str) -> str:
+    text = metadata["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f'OCR metadata "text" of prompt {prompt!r} must be a non-empty string, got {text!r}')
+    return text
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -73,8 +81,12 @@ class OcrReward:
     def __init__(self, engine: Callable[[np.ndarray], str] | None = None):
         self.engine = engine or rapidocr_engine()
 
-    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        targets = [target_text(p) for p in prompts]  # fail on a bad prompt before any OCR work
+    def __call__(
+        self, images: torch.Tensor, prompts: Sequence[str], *, metadata: Sequence[dict] | None = None
+    ) -> torch.Tensor:
+        metadata = metadata or [{}] * len(prompts)
+        # fail on a bad prompt before any OCR work
+        targets = [_metadata_text(m, p) if m and "text" in m else target_text(p) for p, m in zip(prompts, metadata)]
         scores = [
             text_match(self.engine(np.asarray(im)), target)
             for im, target in zip(to_pil_images(images), targets)

@@ -89,7 +89,7 @@ class RolloutConfig:
     batch_size: int = 64
     """Images per sampler call on each rank (memory knob; does not change results)."""
     prompt_file: str | None = None
-    """Training prompts, one per line; None = the built-in shapes world's training split."""
+    """Training prompts: a text file (one per line) or JSON Lines ("*.jsonl": a "prompt" field per line, the other fields are its metadata, handed to the rewards that take it, e.g. the OCR reward's "text"); None = the built-in shapes world's training split."""
     prompt_sampling: str = "category"
     """How an iteration's prompts are drawn from the training set: "category" (a uniform category, then a prompt of it: every category trains equally) or "uniform" (distinct prompts uniformly)."""
 
@@ -240,15 +240,25 @@ class CheckpointConfig:
 @dataclass
 class EvalConfig:
     every: int = 25
-    """Held-out evaluation every this many iterations (and before the first and after the last); 0 = only before/after; -1 = never."""
+    """Evaluation every this many iterations (and before the first and after the last); 0 = only before/after; -1 = never. Flux / sd3 are evaluated only when `eval.prompt_file` is set."""
     images_per_category: int = 128
     """Held-out images per category, cycling over the category's held-out prompts (categories weigh equally in the overall score, as in GenEval). With 32, two checkpoints 15 iterations apart scored 0.448 and 0.375, and 8 images per held-out prompt on other noise ranked them the other way (0.378, 0.412)."""
     grid_images: int = 36
-    """Images in each saved PNG sample grid (one column per category)."""
+    """Images in each saved PNG sample grid, each captioned with its prompt (shapes world: one column per category; a prompt file: `images_per_prompt` columns, 6 when that is 1); 0 = no grid."""
     steps: int = 0
     """Deterministic ODE solver steps of the held-out images; 0 = `rollout.steps`. Set it when comparing runs whose rollouts differ (a Flow-GRPO SDE rollout vs a V-GRPO ODE rollout) so both are evaluated with the same sampler."""
     solver: str = ""
     """ODE solver of the held-out images ("euler", "heun", "dpm++2m"); "" = `rollout.solver`."""
+    prompt_file: str | None = None
+    """Evaluation prompts, text or JSONL with metadata (as `rollout.prompt_file`; a "category" field gives per-category means); None = the shapes world's held-out split (flux / sd3: no evaluation)."""
+    images_per_prompt: int = 1
+    """Images per prompt of `eval.prompt_file`."""
+    rewards: list[str] = field(default_factory=list)
+    """Rewards scoring the evaluation images, by registry name; empty = the training rewards for a prompt file, the verifier only for the shapes held-out split (which always reports it)."""
+    reward_paths: list[str] = field(default_factory=list)
+    """Per eval reward, its weights folder or endpoint URL ("none" for none); a reward trained with under the same path is reused, not loaded again."""
+    use_ema: bool = False
+    """Evaluate with the EMA of the trainable parameters swapped in (needs optim.ema_decay > 0)."""
 
 
 @dataclass
@@ -257,6 +267,14 @@ class LoggingConfig:
     """Write TensorBoard event files in the run folder."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (the `wandb` extra): the config, every train and eval metric, the sample grids."""
+    wandb_project: str = ""
+    """W&B project; "" = $WANDB_PROJECT, else "vgrpo"."""
+    wandb_run_name: str = ""
+    """W&B run name; "" = $WANDB_NAME, else job.name."""
+    wandb_mode: str = ""
+    """W&B mode: "online", "offline" (files only, `wandb sync` later) or "disabled"; "" = $WANDB_MODE, else online."""
 
 
 @dataclass
@@ -506,6 +524,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(cfg.reward.overlap in ("auto", "on", "off"), f"reward.overlap must be auto|on|off, got {cfg.reward.overlap!r}")
     need(e.steps >= 0, f"eval.steps must be >= 0 (0 = rollout.steps), got {e.steps}")
     need(e.solver in ("", "euler", "heun", "dpm++2m"), f"eval.solver must be euler|heun|dpm++2m or empty (= rollout.solver), got {e.solver!r}")
+    errors.extend(_eval_and_logging_problems(cfg))
     need(j.max_skipped_iterations >= 0, f"job.max_skipped_iterations must be >= 0 (0 = never stop), got {j.max_skipped_iterations}")
     need(p.timeout_s > 0, f"parallel.timeout_s must be > 0, got {p.timeout_s}")
     errors.extend(_judge_problems(cfg))
@@ -513,6 +532,37 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     errors.extend(_non_finite_floats(cfg))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _eval_and_logging_problems(cfg: Config) -> list[str]:
+    """eval.prompt_file / eval.rewards / eval.use_ema and the W&B switches."""
+    from vgrpo.rewards.http_judge import endpoint_problem
+    from vgrpo.rewards.registry import BUILDERS
+
+    e, lg, problems = cfg.eval, cfg.logging, []
+    if e.prompt_file is not None:
+        try:
+            read_prompt_file(e.prompt_file)
+        except PromptFileError as exc:
+            problems.append(f"eval.prompt_file: {exc}")
+    problems += [f"eval.rewards: unknown reward {n!r}; known: {sorted(BUILDERS)}" for n in e.rewards if n not in BUILDERS]
+    if len(set(e.rewards)) != len(e.rewards):
+        problems.append(f"eval.rewards has duplicates: {e.rewards}")
+    if e.reward_paths and len(e.reward_paths) != len(e.rewards):
+        problems.append(f"eval.reward_paths has {len(e.reward_paths)} entries for {len(e.rewards)} rewards {e.rewards}")
+    problems += [f"eval.reward_paths[{i}]: {m}" for i, p in enumerate(e.reward_paths) if (m := endpoint_problem(p))]
+    if e.images_per_prompt < 1:
+        problems.append(f"eval.images_per_prompt must be >= 1, got {e.images_per_prompt}")
+    if e.use_ema and not cfg.optim.ema_decay > 0:
+        problems.append("eval.use_ema=true needs an EMA: set optim.ema_decay (e.g. 0.99)")
+    if lg.wandb_mode not in ("", "online", "offline", "disabled"):
+        problems.append(f"logging.wandb_mode must be online|offline|disabled or empty (= $WANDB_MODE), got {lg.wandb_mode!r}")
+    if lg.wandb:
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            problems.append("logging.wandb=true needs the wandb package: pip install 'vgrpo[wandb]' (or pip install wandb)")
+    return problems
 
 
 def _non_finite_floats(obj: Any, where: str = "") -> list[str]:

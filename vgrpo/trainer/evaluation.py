@@ -1,32 +1,68 @@
-"""Held-out evaluation (verifier score and GenEval-style accuracy per category), PNG sample grids,
-and the reward-curve plot written at the end of a run.
+"""Evaluation during training for any model: the run's `Evaluator` (vgrpo.tasks) scored on images
+of a fixed prompt set with fixed noise, a sample grid captioned with the prompts, and the
+reward-curve plot written at the end of a run.
 
-Evaluation noise is fixed per (held-out prompt, image) and does not depend on the iteration or the
-world size, so successive evaluations of a run compare the same draws.
+Evaluation noise is fixed per evaluation image and does not depend on the iteration or the world
+size, so successive evaluations of a run compare the same draws.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
-from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from vgrpo.models.base import ModelAdapter
+from vgrpo.rewards.base import RewardSet
+from vgrpo.tasks.base import Evaluator
+from vgrpo.trainer.config import Config
 from vgrpo.trainer.distributed import STREAM_EVAL_NOISE, World, all_gather_objects
 from vgrpo.trainer.rollout import generate, initial_noise
 
+log = logging.getLogger(__name__)
 
-def eval_prompts(by_category: dict[str, list[str]], images_per_category: int) -> list[str]:
-    """One prompt per evaluation image: `images_per_category` per category, cycling over its prompts.
 
-    Categories are interleaved (image j belongs to category j mod C), so any prefix, such as the
-    sample grid, covers every category.
-    """
-    cats = [ps for ps in by_category.values() if ps]
-    return [ps[i % len(ps)] for i in range(images_per_category) for ps in cats]
+def build_evaluator(cfg: Config, train_rewards: RewardSet, device: torch.device | str = "cpu") -> Evaluator | None:
+    """The run's evaluator: `eval.prompt_file` with `eval.rewards` (default: the training rewards),
+    else the shapes world's held-out verifier evaluation; None (with a warning) for flux / sd3
+    without a prompt file."""
+    from vgrpo.tasks.prompt_set import PromptSetEvaluator
+    from vgrpo.tasks.shapes import ShapesEvaluator
+    from vgrpo.utils.prompt_file import read_prompt_records
+
+    e = cfg.eval
+    rewards = eval_rewards(cfg, train_rewards, device)
+    if e.prompt_file is not None:
+        return PromptSetEvaluator(read_prompt_records(e.prompt_file), rewards or train_rewards, e.images_per_prompt)
+    if cfg.model.name == "shapes":
+        return ShapesEvaluator(e.images_per_category, rewards)
+    log.warning("no evaluation: model.name=%s has no built-in prompt set; set eval.prompt_file", cfg.model.name)
+    return None
+
+
+def eval_rewards(cfg: Config, train_rewards: RewardSet, device: torch.device | str = "cpu") -> RewardSet | None:
+    """The RewardSet of `eval.rewards` (None when empty); a reward the run trains with under the
+    same path is reused, not loaded twice."""
+    from vgrpo.rewards.registry import JUDGE_REWARDS, RewardSpec, build_reward
+
+    e, w = cfg.eval, cfg.reward
+    if not e.rewards:
+        return None
+    paths = [None if p in ("", "none") else p for p in e.reward_paths] or [None] * len(e.rewards)
+    train_paths = [None if p in ("", "none") else p for p in w.paths] or [None] * len(w.names)
+    loaded = {(n, p): r for n, p, r in zip(w.names, train_paths, train_rewards.rewards)}
+    judge = dataclasses.asdict(w.judge)
+    out = []
+    for name, path in zip(e.rewards, paths):
+        reward = loaded.get((name, path))
+        if reward is None or getattr(reward, "name", None) != name:
+            options = dict(judge) if name in JUDGE_REWARDS else {}
+            reward = build_reward(name, path, device=device, **options)
+        out.append(reward)
+    return RewardSet(out)
 
 
 def _rank_slice(total: int, world: World) -> tuple[list[int], int]:
@@ -44,7 +80,7 @@ def _rank_slice(total: int, world: World) -> tuple[list[int], int]:
 @torch.no_grad()
 def evaluate(
     adapter: ModelAdapter,
-    prompts: Sequence[str],
+    evaluator: Evaluator,
     world: World,
     *,
     seed: int,
@@ -54,22 +90,18 @@ def evaluate(
     cfg_scale: float = 1.0,
     batch_size: int = 64,
     grid_images: int = 0,
-) -> tuple[dict[str, float], torch.Tensor | None]:
-    """Generate one image per entry of `prompts` (see `eval_prompts`) and verify them.
+):
+    """Generate one image per evaluation prompt with the deterministic ODE sampler and score it.
 
     Image j's noise is drawn from generator(seed, eval stream, 0, j): the same at every evaluation.
+    Each rank generates and scores a contiguous share of the images, `batch_size` at a time.
 
     Returns (on rank 0; other ranks get ({}, None)):
-        metrics: "score/<category>" (mean partial-credit verifier score), "accuracy/<category>"
-            (fraction fully satisfied), and "score/overall", "accuracy/overall" (means over
-            categories, as GenEval reports);
-        grid: [min(grid_images, jobs), 3, H, W] float images of the first jobs, or None.
+        metrics: `evaluator.summarise` of every image's values;
+        grid: a PIL image of the first `grid_images` images, each captioned with its prompt, or None.
     """
-    from vgrpo.rewards.shapes import verdicts
-    from vgrpo.world.prompts import category
-
-    total = len(prompts)
-    jobs, real = _rank_slice(total, world)
+    prompts = evaluator.prompts
+    jobs, real = _rank_slice(len(prompts), world)
     job_prompts = [prompts[j] for j in jobs]
     index = torch.tensor(jobs, dtype=torch.long)
     noise = initial_noise(adapter.latent_shape, seed, STREAM_EVAL_NOISE, 0, index)
@@ -78,71 +110,46 @@ def evaluate(
         adapter, cond, noise, steps=steps, solver=solver, shift=shift, cfg_scale=cfg_scale,
         batch_size=batch_size,
     )
-    images = adapter.decode(x0).float().clamp(0, 1).cpu()
-    found = verdicts(images[:real], job_prompts[:real])
-    mine = [(j, v.score, v.satisfied) for j, v in zip(jobs[:real], found)]
-    grid_part = [(j, (images[i] * 255).round().to(torch.uint8)) for i, j in enumerate(jobs[:real]) if j < grid_images]
+    values, grid_part = [], []
+    for start in range(0, real, batch_size):  # decode and score chunk by chunk: no float copy of every image
+        chunk = jobs[start : min(start + batch_size, real)]
+        images = adapter.decode(x0[start : start + len(chunk)]).float().clamp(0, 1)
+        values += evaluator.score(images, chunk)
+        grid_part += [(j, (images[i] * 255).round().to(torch.uint8).cpu()) for i, j in enumerate(chunk) if j < grid_images]
+    mine = list(zip(jobs[:real], values))
     gathered = all_gather_objects((mine, grid_part))
     if not world.is_main:
         return {}, None
-    scores: dict[str, list[float]] = defaultdict(list)
-    hits: dict[str, list[float]] = defaultdict(list)
-    grid = []
-    for part, tiles in gathered:
-        for j, s, ok in part:
-            cat = category(prompts[j])
-            scores[cat].append(s)
-            hits[cat].append(1.0 if ok else 0.0)
-        grid.extend(tiles)
-    metrics: dict[str, float] = {}
-    for cat in scores:
-        metrics[f"score/{cat}"] = sum(scores[cat]) / len(scores[cat])
-        metrics[f"accuracy/{cat}"] = sum(hits[cat]) / len(hits[cat])
-    cats = list(scores)
-    metrics["score/overall"] = sum(metrics[f"score/{c}"] for c in cats) / len(cats)
-    metrics["accuracy/overall"] = sum(metrics[f"accuracy/{c}"] for c in cats) / len(cats)
-    grid.sort(key=lambda item: item[0])
-    tiles = torch.stack([t for _, t in grid]).float() / 255 if grid else None
-    return metrics, tiles
+    scored = sorted((item for part, _ in gathered for item in part), key=lambda item: item[0])
+    metrics = evaluator.summarise([v for _, v in scored])
+    tiles = sorted((t for _, part in gathered for t in part), key=lambda item: item[0])
+    grid = None
+    if tiles:
+        from vgrpo.utils.image_grid import image_grid
 
-
-def save_grid(images: torch.Tensor, path: str | Path, *, columns: int = 8, min_tile: int = 128) -> None:
-    """Save images [N, 3, H, W] in [0, 1] as one PNG grid (tiles upscaled to >= min_tile pixels)."""
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    scale = max(1, math.ceil(min_tile / max(h, w)))
-    imgs = torch.nn.functional.interpolate(images.float(), scale_factor=scale, mode="nearest") if scale > 1 else images
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    pad = 2
-    th, tw = imgs.shape[-2:]
-    canvas = torch.ones(3, rows * (th + pad) + pad, cols * (tw + pad) + pad)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (th + pad), pad + c * (tw + pad)
-        canvas[:, y : y + th, x : x + tw] = imgs[i].clamp(0, 1)
-    array = (canvas.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+        grid = image_grid(torch.stack([t for _, t in tiles]).float() / 255, [prompts[j] for j, _ in tiles],
+                          columns=evaluator.grid_columns)
+    return metrics, grid
 
 
 def plot_reward_curve(records: list[dict], path: str | Path) -> None:
-    """Training reward (mean per iteration) and held-out verifier score vs iteration, as a PNG."""
+    """Training reward (mean per iteration) and the evaluations' headline metrics (the held-out
+    verifier score and accuracy, or each eval reward's mean) vs iteration, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [r for r in records if r.get("kind") == "train" and isinstance(r.get("reward_mean"), (int, float))]
-    evals = [r for r in records if r.get("kind") == "eval" and "score/overall" in r]
+    evals = [r for r in records if r.get("kind") == "eval"]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     if train:
         ax.plot([r["iteration"] + 1 for r in train], [r["reward_mean"] for r in train], label="train reward (mean)", alpha=0.8)
-    if evals:
-        ax.plot([r["iteration"] for r in evals], [r["score/overall"] for r in evals], "o-", label="held-out verifier score")
-        if "accuracy/overall" in evals[0]:
-            ax.plot([r["iteration"] for r in evals], [r["accuracy/overall"] for r in evals], "s--", label="held-out accuracy")
+    labels = {"score/overall": "held-out verifier score", "accuracy/overall": "held-out accuracy"}
+    keys = [k for k in (evals[0] if evals else {}) if k in labels or (k.startswith("reward/") and k.count("/") == 1)]
+    for k, style in zip(keys, ["o-", "s--", "^-.", "v:"] * 8):
+        points = [(r["iteration"], r[k]) for r in evals if isinstance(r.get(k), (int, float))]
+        ax.plot([i for i, _ in points], [v for _, v in points], style, label=labels.get(k, f"eval {k}"))
     ax.set_xlabel("iteration")
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)

@@ -1,7 +1,8 @@
-"""What a run writes for people: metrics.jsonl, TensorBoard events, GPU stats. Rank 0 only.
+"""What a run writes for people: metrics.jsonl, TensorBoard events, W&B, GPU stats. Rank 0 only.
 
 Every record is one JSON line {"iteration": i, "kind": "train" | "eval", ...scalars}; TensorBoard
-gets the same scalars under `<kind>/<name>`.
+(and W&B when on, vgrpo.trainer.wandb_log) get the same scalars under `<kind>/<name>`, and the
+evaluation's sample grids as images.
 """
 
 from __future__ import annotations
@@ -57,14 +58,21 @@ def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, An
 class MetricsLogger:
     """Appends records to `<run_dir>/metrics.jsonl` and TensorBoard (no-op on ranks > 0)."""
 
-    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool):
+    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool,
+                 wandb: dict[str, Any] | None = None):
+        """wandb: None (off) or the keyword arguments of `WandbSink` after run_dir (config, project, ...)."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self.tb = None
+        self.wandb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        if enabled and wandb is not None:
+            from vgrpo.trainer.wandb_log import WandbSink
+
+            self.wandb = WandbSink(run_dir, **wandb)
 
     def truncate_from(self, iteration: int) -> None:
         """Drop records of iterations >= `iteration` (they are redone after a resume).
@@ -91,12 +99,30 @@ class MetricsLogger:
             record[k] = v
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        scalars = {k: v for k, v in record.items()
+                   if k not in ("iteration", "kind") and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tb is not None:
-            for k, v in record.items():
-                if k not in ("iteration", "kind") and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.tb.add_scalar(f"{kind}/{k}", v, iteration)
+            for k, v in scalars.items():
+                self.tb.add_scalar(f"{kind}/{k}", v, iteration)
             self.tb.flush()
+        if self.wandb is not None and scalars:
+            self.wandb.log(kind, iteration, scalars)
+
+    def log_image(self, iteration: int, tag: str, image) -> None:
+        """A PIL image (a sample grid) to TensorBoard and W&B under `tag`."""
+        if not self.enabled:
+            return
+        if self.tb is not None:
+            import numpy as np
+
+            self.tb.add_image(tag, np.asarray(image.convert("RGB")), iteration, dataformats="HWC")
+            self.tb.flush()
+        if self.wandb is not None:
+            self.wandb.image(tag, iteration, image)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.close()
+            self.wandb = None

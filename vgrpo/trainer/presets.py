@@ -72,16 +72,16 @@ def shapes_gpu() -> Config:
 
 
 def _recipe(name: str) -> Config:
-    """A model recipe of `vgrpo.models.recipes` on top of the defaults. The held-out verifier
-    belongs to the built-in world, so periodic evaluation is off: score checkpoints with
-    `python -m vgrpo.evaluate --run <run> --prompts <file> --rewards ...` instead."""
+    """A model recipe of `vgrpo.models.recipes` on top of the defaults. Evaluation during training
+    runs when a prompt set is given (`--eval.prompt_file=FILE`, scored by `eval.rewards`, default the
+    training rewards); without one the run is not evaluated (the held-out verifier belongs to the
+    built-in world)."""
     from vgrpo.models.recipes import RECIPES
 
     cfg = Config()
     for dotted, value in RECIPES[name].items():
         section, key = dotted.split(".", 1)
         setattr(getattr(cfg, section), key, list(value) if isinstance(value, list) else value)
-    cfg.eval.every = -1
     return cfg
 
 

@@ -28,12 +28,17 @@ class ChunkScorer:
         rewards: the run's RewardSet.
         prompts: the batch's B sample prompts (prompt of sample i at index i).
         overlap: score on a worker thread (True) or inline when a chunk arrives (False).
+        metadata: None or one dict per sample, handed to the rewards that take it.
     """
 
-    def __init__(self, decode: Decode, rewards: RewardSet, prompts: Sequence[str], *, overlap: bool = True):
+    def __init__(
+        self, decode: Decode, rewards: RewardSet, prompts: Sequence[str], *, overlap: bool = True,
+        metadata: Sequence[dict] | None = None,
+    ):
         self.decode = decode
         self.rewards = rewards
         self.prompts = list(prompts)
+        self.metadata = None if metadata is None else list(metadata)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewards") if overlap else None
         self._parts: list[tuple[int, int, Future | RewardScores]] = []
         self._stream: torch.cuda.Stream | None = None
@@ -68,7 +73,8 @@ class ChunkScorer:
     def _decode_and_score(self, start: int, stop: int, x0: torch.Tensor) -> RewardScores:
         with torch.no_grad():
             images = self.decode(x0).float().clamp(0, 1)
-        return self.rewards(images, self.prompts[start:stop])
+        meta = None if self.metadata is None else self.metadata[start:stop]
+        return self.rewards(images, self.prompts[start:stop], metadata=meta)
 
     def result(self) -> RewardScores:
         """Wait for every chunk; scores [B, R] and valid [B] in sample order.

@@ -19,6 +19,7 @@ nfe_old (behaviour / reference forwards) and nfe_update (forwards of theta).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -46,7 +47,7 @@ from vgrpo.trainer.distributed import (
     init_distributed,
 )
 from vgrpo.trainer.ema import EMA
-from vgrpo.trainer.evaluation import eval_prompts, evaluate, plot_reward_curve, save_grid
+from vgrpo.trainer.evaluation import build_evaluator, evaluate, plot_reward_curve
 from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
@@ -54,7 +55,7 @@ from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.trainer.rollout import RolloutBatch, local_prompt_indices
 from vgrpo.trainer.run_folder import RunFolder, RunFolderError, fingerprint
 from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
-from vgrpo.utils.prompt_file import read_prompt_file
+from vgrpo.utils.prompt_file import read_prompt_file, read_prompt_records
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ def training_prompts(cfg: Config) -> dict[str, list[str]]:
 
         return train_prompts_by_category()
     return {"file": read_prompt_file(cfg.rollout.prompt_file)}
+
+
+def training_metadata(cfg: Config) -> dict[str, dict] | None:
+    """{prompt: metadata} of a JSONL `rollout.prompt_file` (None when no prompt carries metadata)."""
+    if cfg.rollout.prompt_file is None:
+        return None
+    records = read_prompt_records(cfg.rollout.prompt_file)
+    return {r.prompt: r.metadata for r in records} if any(r.metadata for r in records) else None
 
 
 def build_rewards(cfg: Config, device: torch.device | str = "cpu") -> RewardSet:
@@ -152,14 +161,14 @@ class Trainer:
         overlap = cfg.reward.overlap
         self.reward_overlap = overlap == "on" or (overlap == "auto" and self.world.device.type == "cuda")
         self.algorithm = build_algorithm(cfg.algorithm)
-        self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=cfg.logging.tensorboard)
-        from vgrpo.world.prompts import heldout_prompts_by_category
-
+        lg = cfg.logging
+        wandb = dict(config=cfg.to_dict(), project=lg.wandb_project, name=lg.wandb_run_name,
+                     mode=lg.wandb_mode) if lg.wandb else None
+        self.logger = MetricsLogger(self.run_dir, enabled=self.world.is_main, tensorboard=lg.tensorboard, wandb=wandb)
         self.train_by_category = training_prompts(cfg)
         self.train_prompts = [p for ps in self.train_by_category.values() for p in ps]
-        heldout_by_category = heldout_prompts_by_category()
-        self.grid_columns = len(heldout_by_category)
-        self.heldout = eval_prompts(heldout_by_category, cfg.eval.images_per_category)
+        self.prompt_metadata = training_metadata(cfg)
+        self.evaluator = build_evaluator(cfg, self.rewards, self.world.device) if cfg.eval.every >= 0 else None
         self.iteration = 0
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -190,9 +199,10 @@ class Trainer:
         prompts = self.iteration_prompts(iteration)
         mine = local_prompt_indices(len(prompts), world.world_size, world.rank, a.minibatches)
         local_prompts = [prompts[i] for i in mine]
+        md = self.prompt_metadata
         scorer = ChunkScorer(
             self.adapter.decode, self.rewards, [p for p in local_prompts for _ in range(g)],
-            overlap=self.reward_overlap,
+            overlap=self.reward_overlap, metadata=None if md is None else [md[p] for p in local_prompts for _ in range(g)],
         )
         batch = self.algorithm.rollout(
             self.adapter, local_prompts, mine, iteration=iteration, seed=cfg.job.seed, rollout=r, on_chunk=scorer
@@ -349,24 +359,40 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, iteration: int) -> dict[str, float]:
-        """Held-out verifier scores per category with the deterministic ODE sampler (`eval.steps`,
-        `eval.solver`, defaulting to the rollout's), logged and saved with a sample grid."""
+        """The run's evaluator (`build_evaluator`: a prompt file with rewards, or the shapes world's
+        held-out verifier) on fixed-noise images of the deterministic ODE sampler (`eval.steps`,
+        `eval.solver`, defaulting to the rollout's), with the EMA weights when `eval.use_ema`; metrics
+        logged and saved to eval/iter-XXXXXX.json, the captioned sample grid to samples/ and the logs."""
+        if self.evaluator is None:
+            return {}
         cfg, r, e = self.cfg, self.cfg.rollout, self.cfg.eval
         t0 = time.perf_counter()
-        metrics, grid = evaluate(
-            self.adapter, self.heldout, self.world, seed=cfg.job.seed, steps=e.steps or r.steps,
-            solver=e.solver or r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=r.batch_size,
-            grid_images=e.grid_images,
-        )
+        with self._evaluation_weights():
+            metrics, grid = evaluate(
+                self.adapter, self.evaluator, self.world, seed=cfg.job.seed, steps=e.steps or r.steps,
+                solver=e.solver or r.solver, shift=r.shift, cfg_scale=r.cfg_scale, batch_size=r.batch_size,
+                grid_images=e.grid_images,
+            )
         if self.world.is_main:
             metrics["time_eval_s"] = time.perf_counter() - t0
             self.logger.log(iteration, "eval", metrics)
             (self.run_dir / "eval").mkdir(exist_ok=True)
             (self.run_dir / "eval" / f"iter-{iteration:06d}.json").write_text(json.dumps(metrics, indent=2) + "\n")
             if grid is not None:
-                save_grid(grid, self.run_dir / "samples" / f"iter-{iteration:06d}.png",
-                          columns=self.grid_columns)
+                (self.run_dir / "samples").mkdir(exist_ok=True)
+                grid.save(self.run_dir / "samples" / f"iter-{iteration:06d}.png")
+                self.logger.log_image(iteration, "eval/samples", grid)
         return metrics
+
+    def _evaluation_weights(self) -> contextlib.AbstractContextManager:
+        """With `eval.use_ema`, the EMA of the trainable parameters swapped in (`self.ema`, kept when
+        optim.ema_decay > 0; its `averaged(model)` restores the trained values on exit)."""
+        if not self.cfg.eval.use_ema:
+            return contextlib.nullcontext()
+        ema = self.ema
+        if ema is None:
+            raise RuntimeError("eval.use_ema=true, but this run keeps no EMA (set optim.ema_decay)")
+        return ema.averaged(self.adapter.denoiser)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
@@ -455,8 +481,8 @@ class Trainer:
             if self._due(cfg.eval.every, self.iteration):
                 ev = self.evaluate(self.iteration)
                 if bar is not None and ev:
-                    bar.write(f"iteration {self.iteration}: held-out score {ev['score/overall']:.3f} "
-                              f"accuracy {ev['accuracy/overall']:.3f}")
+                    shown = ", ".join(f"{k} {ev[k]:.3f}" for k in self.evaluator.headline if k in ev)
+                    bar.write(f"iteration {self.iteration}: eval {shown}")
             if self._due(cfg.checkpoint.every, self.iteration):
                 self.save_checkpoint()
         if bar is not None:
