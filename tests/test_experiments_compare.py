@@ -298,8 +298,9 @@ def test_end_to_end_two_tiny_vgrpo_runs(tmp_path, capsys):
     assert [(r["run"], r["iteration"]) for r in rows] == [
         ("vgrpo-seed0", "0"), ("vgrpo-seed0", "2"), ("no-sharing-seed0", "0"), ("no-sharing-seed0", "2"),
     ]
-    # per iteration: rollout 2 steps + behaviour scoring 0 (one minibatch reuses its own surrogate) + update 2 pairs
-    assert [float(r["cumulative_nfe_per_image"]) for r in rows[:2]] == [0.0, 8.0]
+    # per iteration: rollout 2 steps + scoring 2 pairs of the base model for the KL (kl_target=reference;
+    # the one minibatch reuses its own surrogate) + update 2 pairs
+    assert [float(r["cumulative_nfe_per_image"]) for r in rows[:2]] == [0.0, 12.0]
     assert float(rows[1]["cumulative_train_seconds"]) > float(rows[0]["cumulative_train_seconds"]) == 0.0
     assert float(rows[3]["surrogate_cv_mean"]) > 0.0
     # a second invocation finds both runs finished and only reports

@@ -50,25 +50,128 @@ def test_empty_and_noise_images_score_zero():
     assert float(score(noise, ps).max()) <= 0.5
 
 
+def _img(*objs):
+    return torch.from_numpy(draw(list(objs)))[None]
+
+
 def test_partial_credit_for_each_kind_of_mistake():
-    img = lambda *objs: torch.from_numpy(draw(list(objs)))[None]  # noqa: E731
     # Wrong color: the shape is right, the color requirement fails.
-    v = verdicts(img(("circle", "green", 5, 5, 10)), ["a red circle"])[0]
-    assert v.requirements == {"count:circle": 1.0, "color:red circle": 0.0} and v.score == 0.5
+    v = verdicts(_img(("circle", "green", 5, 5, 10)), ["a red circle"])[0]
+    assert v.requirements == {"count": 1.0, "color": 0.0, "shape": 1.0}
+    # Wrong shape: count and color right, the shape requirement fails.
+    v = verdicts(_img(("square", "red", 5, 5, 10)), ["a red circle"])[0]
+    assert v.requirements == {"count": 1.0, "color": 1.0, "shape": 0.0}
     # Miscount: three circles for "two circles".
-    v = verdicts(img(("circle", "red", 1, 1, 8), ("circle", "red", 12, 1, 8), ("circle", "red", 1, 14, 8)), ["two circles"])[0]
-    assert v.requirements["count:circle"] == 0.5 and not v.satisfied
+    v = verdicts(_img(("circle", "red", 1, 1, 8), ("circle", "red", 12, 1, 8), ("circle", "red", 1, 14, 8)), ["two circles"])[0]
+    assert v.requirements == {"count": 0.5, "shape": 1.0} and not v.satisfied
     # Wrong relation: the square is left of the circle.
-    two = img(("square", "red", 2, 10, 9), ("circle", "blue", 20, 10, 9))
+    two = _img(("square", "red", 2, 10, 9), ("circle", "blue", 20, 10, 9))
     assert score(two, ["a square left of a circle"]).item() == 1.0
     v = verdicts(two, ["a circle left of a square"])[0]
-    assert v.requirements["relation:left of"] == 0.0 and v.score == pytest.approx(2 / 3)
-    # Attribute swap: colors bound to the wrong shapes.
+    assert v.requirements == {"count": 1.0, "shape": 1.0, "relation:left of": 0.0}
+    assert verdicts(two, ["a blue circle right of a red square"])[0].satisfied
+    assert verdicts(two, ["a blue circle left of a red square"])[0].requirements["relation:left of"] == 0.0
+    # Attribute swap: colors bound to the wrong shapes keep the color credit, lose the shape credit.
     v = verdicts(two, ["a blue square and a red circle"])[0]
-    assert v.score == 0.5 and not v.satisfied
-    # An unrequested object halves the score.
-    v = verdicts(img(("circle", "red", 2, 2, 9), ("triangle", "red", 18, 18, 9)), ["a circle"])[0]
-    assert v.extras == 1 and v.score == 0.5
+    assert v.requirements == {"count": 1.0, "color": 1.0, "shape": 0.0} and not v.satisfied
+    # An unrequested object costs count credit, whatever its shape.
+    v = verdicts(_img(("circle", "red", 2, 2, 9), ("triangle", "red", 18, 18, 9)), ["a circle"])[0]
+    assert v.requirements == {"count": 0.0, "shape": 1.0} and v.score == 0.5
+
+
+def _other(word, options):
+    return options[(options.index(word) + 1) % len(options)]
+
+
+def test_clean_renders_of_the_wrong_thing_lose_exactly_that_credit():
+    """For many prompts: replace one shape / color / count / relation word, render the altered
+    prompt cleanly and score it against the original: that requirement gets 0 (count: < 1)."""
+    from vgrpo.world.prompts import COLORS, COUNTS, RELATIONS, SHAPES, parse
+
+    checked = {"shape": 0, "color": 0, "count": 0, "relation": 0}
+    for p in ALL:
+        words = p.split()
+        for i, w in enumerate(words):
+            if w in SHAPES or w[:-1] in SHAPES and w.endswith("s"):
+                base = w if w in SHAPES else w[:-1]
+                alt = _other(base, SHAPES) + ("" if w in SHAPES else "s")
+                kind = "shape"
+            elif w in COLORS:
+                alt, kind = _other(w, COLORS), "color"
+            elif w in COUNTS:
+                alt, kind = _other(w, tuple(COUNTS)), "count"
+            else:
+                continue
+            altered = " ".join(words[:i] + [alt] + words[i + 1:])
+            if len({o.shape for o in parse(altered).objects}) < len(parse(altered).objects):
+                continue  # two phrases of one shape: the original asks for distinct shapes
+            v = verdicts(render_batch([altered], seed=i), [p])[0]
+            if kind == "count":
+                assert v.requirements["count"] < 1.0, (p, altered)
+            elif kind == "color" and sum(o.color is not None for o in parse(p).objects) == 2 and alt in p:
+                continue  # swapping to the other phrase's color is a binding error: the shape pays
+            else:
+                assert v.requirements[kind] <= 0.5 + 1e-6 and not v.satisfied, (p, altered, v)
+            checked[kind] += 1
+        rel = parse(p).relation
+        if rel is not None:
+            opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}[rel]
+            altered = p.replace(f" {rel} ", f" {opposite} ")
+            v = verdicts(render_batch([altered], seed=1), [p])[0]
+            assert v.requirements[f"relation:{rel}"] == 0.0, (p, altered)
+            checked["relation"] += 1
+    assert min(checked.values()) >= 9, checked
+
+
+def _blur(x, sigma):
+    r = torch.arange(-2, 3, dtype=torch.float32)
+    g = torch.exp(-r.square() / (2 * sigma**2))
+    g = g / g.sum()
+    k = (g[:, None] * g[None]).expand(3, 1, 5, 5)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate"), k, groups=3)
+
+
+@pytest.mark.parametrize("kind", ["blur", "pixel_noise", "color_scale", "shift"])
+def test_slightly_perturbed_ground_truth_keeps_full_credit(kind):
+    images = render_batch(ALL, seed=6)
+    g = torch.Generator().manual_seed(0)
+    if kind == "blur":  # Gaussian, sigma 0.5 px
+        images = _blur(images, 0.5)
+    elif kind == "pixel_noise":  # independent N(0, 0.05^2) per pixel and channel
+        images = (images + 0.05 * torch.randn(images.shape, generator=g)).clamp(0, 1)
+    elif kind == "color_scale":  # every channel of an image scaled by U(0.85, 1.15)
+        images = (images * (0.85 + 0.3 * torch.rand(images.shape[0], 3, 1, 1, generator=g))).clamp(0, 1)
+    else:  # the whole image moved by one pixel right and down
+        images = torch.nn.functional.pad(images, (1, 0, 1, 0))[..., :32, :32]
+    s = score(images, ALL)
+    assert float(s.min()) == 1.0, [ALL[i] for i in torch.nonzero(s < 1).flatten().tolist()[:5]]
+
+
+def test_shape_credit_is_graded_between_shapes():
+    """A square with its corners shaved off by one pixel, then two: square credit falls, circle credit rises."""
+    from vgrpo.world.verify import shape_credit
+
+    img = _img(("square", "red", 10, 10, 10))
+    credits = []
+    for cut in (0, 1, 2, 3):
+        x = img.clone()
+        for dy in range(cut):
+            for dx in range(cut - dy):
+                for yy, xx in ((10 + dy, 10 + dx), (10 + dy, 19 - dx), (19 - dy, 10 + dx), (19 - dy, 19 - dx)):
+                    x[0, :, yy, xx] = 0.0
+        (obj,) = detect(x)[0]
+        credits.append((shape_credit(obj, "square"), shape_credit(obj, "circle")))
+    assert credits[0] == (1.0, 0.0)
+    squares, circles = zip(*credits)
+    assert list(squares) == sorted(squares, reverse=True) and list(circles) == sorted(circles)
+    assert squares[-1] < 1.0 and circles[-1] > 0.0
+
+
+def test_a_speckle_counts_as_a_fraction_of_an_object():
+    img = _img(("circle", "red", 2, 2, 10))
+    img[0, :, 25:29, 25:28] = torch.tensor([0.9, 0.12, 0.12])[:, None, None]  # a 12-pixel red speckle
+    v = verdicts(img, ["a red circle"])[0]
+    assert 0.8 < v.requirements["count"] < 1.0 and v.requirements["shape"] == 1.0
 
 
 def test_per_category_reports_only_present_categories():

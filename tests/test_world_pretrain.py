@@ -54,6 +54,24 @@ def test_short_runs_are_reproducible_and_loadable(tmp_path):
     assert not (tmp_path / "a" / "pretrain_state.pt").exists()  # removed once the final model is saved
 
 
+def test_web_caption_fine_tuning_starts_from_the_given_model(tmp_path):
+    torch.set_num_threads(2)
+    ShapesAdapter.random(seed=3, num_layers=1).save_pretrained(tmp_path / "init")
+    args = ["--steps", "2", "--batch", "4", "--eval-samples", "0", "--threads", "2", "--warmup", "1",
+            "--init", str(tmp_path / "init"), "--captions", "web"]
+    main(args + ["--out", str(tmp_path / "web")])
+    main(args[:-1] + ["clean", "--out", str(tmp_path / "clean")])
+    init = ShapesAdapter.from_pretrained(tmp_path / "init")
+    web = ShapesAdapter.from_pretrained(tmp_path / "web")
+    clean = ShapesAdapter.from_pretrained(tmp_path / "clean")
+    assert len(web.denoiser.transformer_blocks) == 1  # the init model's architecture, not the defaults
+    assert web.prediction == init.prediction == "v"
+    diff = (web.denoiser.proj_out.weight - init.denoiser.proj_out.weight).abs().max()
+    assert 0 < diff < 0.05  # fine-tuned from init, not from scratch
+    assert not torch.equal(web.denoiser.proj_out.weight, clean.denoiser.proj_out.weight)  # captions differ
+    assert json.loads((tmp_path / "web" / "config.json").read_text())["recipe"]["captions"] == "web"
+
+
 def test_a_killed_run_resumes_bit_for_bit_and_refuses_another_recipe(tmp_path, monkeypatch):
     """Kill a 4-step run inside step 3 (after the save at step 2); re-running continues exactly."""
     import vgrpo.pretrain as pretrain

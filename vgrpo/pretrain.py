@@ -19,6 +19,12 @@ Recipe (the defaults; reproducible from --seed on CPU):
             schedule, data and noise generators, step), atomically; re-running the same command
             after a kill continues from it bit for bit (same --threads), and a different recipe is
             refused; the file is removed once the final model is saved
+  captions  --captions web pairs each render with a web-like caption (`vgrpo.world.captions`:
+            color, count, relation and object mentions dropped or swapped with stated
+            probabilities) instead of its prompt; with --init it fine-tunes an existing model, e.g.
+            the shipped one into a base that can draw every prompt but follows prompts loosely:
+            python -m vgrpo.pretrain --init vgrpo/assets/shapes_base --captions web --steps 400 \
+                --lr 2e-4 --warmup 20 --out runs/shapes_web
 
 To refresh the shipped model: python -m vgrpo.pretrain --out vgrpo/assets/shapes_base
 """
@@ -48,6 +54,7 @@ from vgrpo.models.shapes import (  # noqa: E402
 )
 from vgrpo.trainer.lr_schedule import lr_multiplier  # noqa: E402
 from vgrpo.utils.atomic import write_atomically  # noqa: E402
+from vgrpo.world.captions import web_caption  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
 from vgrpo.world.text import encode, tokenize  # noqa: E402
@@ -72,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="what the denoiser outputs: the clean image (x) or the velocity (v)")
     ap.add_argument("--t-mean", type=float, default=0.5, help="location of the logit-normal timestep density (> 0: noisier)")
     ap.add_argument("--cfg-drop", type=float, default=0.1, help="probability of the empty prompt")
+    ap.add_argument("--captions", choices=("clean", "web"), default="clean",
+                    help="text paired with each render: its prompt (clean) or a web-like corruption of it "
+                         "(web: vgrpo.world.captions, default probabilities)")
+    ap.add_argument("--init", default=None,
+                    help="start from this shapes model folder (fine-tuning; the architecture and prediction "
+                         "arguments are then the folder's) instead of random weights")
     ap.add_argument("--seed", type=int, default=0, help="seed of weights, data and noise")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--save-every", type=int, default=500, help="save the EMA model every N steps")
@@ -200,14 +213,17 @@ def recipe_optimizer(model: ShapesAdapter, lr: float) -> torch.optim.Optimizer:
 def build(args: argparse.Namespace) -> Pretraining:
     """Fresh model, EMA copy, optimiser and schedule of the recipe in `args` (seeded)."""
     torch.manual_seed(args.seed)
-    architecture = default_denoiser_config(
-        patch_size=args.patch_size,
-        pos_embed_max_size=IMAGE_SIZE // args.patch_size,
-        num_layers=args.layers,
-        num_attention_heads=args.heads,
-        caption_projection_dim=32 * args.heads,
-    )
-    model = ShapesAdapter.build(architecture, default_text_config(), args.seed, args.prediction)
+    if args.init is not None:
+        model = ShapesAdapter.from_pretrained(args.init)
+    else:
+        architecture = default_denoiser_config(
+            patch_size=args.patch_size,
+            pos_embed_max_size=IMAGE_SIZE // args.patch_size,
+            num_layers=args.layers,
+            num_attention_heads=args.heads,
+            caption_projection_dim=32 * args.heads,
+        )
+        model = ShapesAdapter.build(architecture, default_text_config(), args.seed, args.prediction)
     model.denoiser.train()
     model.text_encoder.train().requires_grad_(True)
     ema = ema_copy(model)
@@ -252,10 +268,12 @@ def train_step(run: Pretraining, args: argparse.Namespace, by_cat: dict[str, lis
     t = torch.sigmoid(torch.randn(args.batch, generator=run.gen) + args.t_mean).clamp(1e-4, 1.0)
     tb = t.view(-1, 1, 1, 1)
     z = (1.0 - tb) * x0 + tb * eps
+    if args.captions == "web":
+        prompts = [web_caption(p, run.rng) for p in prompts]
     hidden, pooled = encode(text, tokenize(run.model.tokenizer, prompts))
     out = denoiser(hidden_states=z, encoder_hidden_states=hidden, pooled_projections=pooled,
                    timestep=t * 1000.0, return_dict=False)[0]
-    loss = flow_matching_loss(out, x0, eps, t, args.prediction)
+    loss = flow_matching_loss(out, x0, eps, t, run.model.prediction)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([q for g in run.opt.param_groups for q in g["params"]], 1.0)

@@ -56,9 +56,11 @@ ABLATION_VARIANTS: tuple[Variant, ...] = (
     _ablation("nmc-2", "N_MC = 2", "algorithm.num_pairs=2"),
     _ablation("nmc-8", "N_MC = 8", "algorithm.num_pairs=8"),
     _ablation("no-ratio-clip", "ratio clip off", "algorithm.clip_range=0"),
-    # KL on needs a second pass (mu = 2); "mu = 2, KL off" separates the KL from the extra pass.
-    _ablation("mu-2", "mu = 2, KL off", "algorithm.mu=2"),
-    _ablation("kl-on", "KL on (beta 0.3, mu = 2)", "algorithm.beta=0.3", "algorithm.mu=2"),
+    # The behaviour KL of method.md needs a second pass (mu = 2); "mu = 2, KL off" separates the KL
+    # from the extra pass. Both replace shapes-cpu's KL to the base model (beta 1, kl_target=reference).
+    _ablation("mu-2", "mu = 2, KL off", "algorithm.mu=2", "algorithm.beta=0"),
+    _ablation("kl-on", "behaviour KL (beta 0.3, mu = 2)", "algorithm.beta=0.3", "algorithm.kl_target=behaviour",
+              "algorithm.mu=2"),
     _ablation("soft-clip-on", "advantage soft-clip on (eta 3)", "reward.soft_clip_eta=3"),
 )
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     run = continuation(ShapesAdapter.from_pretrained(args.model), args.lr, args.seed)
     defaults = pretrain_args([])  # pretraining's data and EMA settings
-    recipe = argparse.Namespace(batch=args.batch, cfg_drop=defaults.cfg_drop, prediction=run.model.prediction,
+    recipe = argparse.Namespace(batch=args.batch, cfg_drop=defaults.cfg_drop, captions="clean",
                                 t_mean=run.model.config.get("recipe", {}).get("t_mean", defaults.t_mean),
                                 ema=defaults.ema)
     evaluator = ShapesEvaluator(args.images_per_category)

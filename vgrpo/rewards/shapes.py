@@ -1,8 +1,8 @@
 """The shapes-world verifier reward: exact, GenEval-style, with partial credit.
 
 `score(images, prompts)` detects the objects in each image (`vgrpo.world.detect`) and scores them
-against the parsed prompt (`vgrpo.world.verify`): the mean of the prompt's requirements (counts,
-colors, no extra objects, relation) in [0, 1]. `per_category_accuracy` is GenEval's metric: per
+against the parsed prompt (`vgrpo.world.verify`): the mean of the prompt's requirements (object
+count, colors, graded shape credit, relation) in [0, 1]. `per_category_accuracy` is GenEval's metric: per
 category, the fraction of images whose prompt is fully satisfied, plus "overall" (the mean of the
 category accuracies, as GenEval reports). A prompt outside the grammar raises ValueError naming the
 word or construct that failed to parse.

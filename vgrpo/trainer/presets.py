@@ -8,15 +8,20 @@ from vgrpo.trainer.config import Config, ConfigError, apply_overrides
 
 
 def shapes_cpu() -> Config:
-    """The built-in shapes world on a 2-core CPU in under 20 minutes (the config defaults).
+    """The built-in shapes world on a 2-core CPU in under 20 minutes.
 
-    LoRA on the attention projections at lr 5e-4 (2e-3 moved the ratio to [0.77, 1.09] and lowered
-    the held-out score of the shipped base model), 16 prompts x 8
-    images per iteration from an 8-step DPM-Solver++ ODE, N_MC = 4, four clipped optimizer steps
-    per rollout (the "several gradient steps per rollout" regime of method.md section 6),
-    100 iterations. Measured results are in docs/trainer.md.
+    The config defaults (LoRA on the attention projections at lr 5e-4, 16 prompts x 8 images per
+    iteration from an 8-step DPM-Solver++ ODE, N_MC = 4, four clipped optimizer steps per rollout,
+    100 iterations) plus a KL to the base model (beta 1, `kl_target=reference`) and a cosine
+    learning-rate schedule: without them the run collapsed under the graded verifier (held-out
+    0.537 -> 0.571 at iteration 25 -> 0.463 at 100, gradient norm 0.15 -> 1.4). Measured results
+    are in docs/trainer.md.
     """
-    return Config()
+    cfg = Config()
+    cfg.algorithm.beta = 1.0
+    cfg.algorithm.kl_target = "reference"
+    cfg.optim.schedule = "cosine"
+    return cfg
 
 
 def shapes_cpu_full() -> Config:
@@ -39,10 +44,11 @@ def shapes_cpu_flowgrpo() -> Config:
     (log_ratio_std) and 6 to 26 % of the (sample, step) terms were clipped, so the rest still carry
     the gradient. The update runs 10 forwards per image (V-GRPO: 4 + 3 scoring), so an iteration
     costs about twice shapes-cpu's. Held-out evaluation uses shapes-cpu's sampler (8-step
-    DPM-Solver++, `eval.steps` / `eval.solver`), so the two presets' scores are comparable. beta = 0 (no KL to the base model) as in shapes-cpu; `--algorithm.beta=...`
-    switches the reference-model KL on (LoRA only).
+    DPM-Solver++, `eval.steps` / `eval.solver`), so the two presets' scores are comparable. beta = 0
+    (no KL to the base model; shapes-cpu has beta 1); `--algorithm.beta=...` switches the
+    reference-model KL on (LoRA only).
     """
-    cfg = Config()
+    cfg = shapes_cpu()
     cfg.job.name = "shapes-cpu-flowgrpo"
     cfg.algorithm.name = "flowgrpo"
     cfg.rollout.steps = 10

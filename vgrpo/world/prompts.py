@@ -15,7 +15,8 @@ Grammar (words separated by single spaces, lower case):
 "a red circle left of a blue square" means: a red circle and a blue square are the only objects,
 and the circle's centre is left of the square's (see `vgrpo.world.detect.relation_holds`).
 The generated prompt sets (`train_prompts`, `heldout_prompts`) use distinct shapes in two-object
-prompts and distinct colors in color_attr prompts; `parse` accepts every sentence of the grammar.
+prompts and distinct colors in color_attr prompts, and count shapes with and without a color;
+`parse` accepts every sentence of the grammar.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CATEGORIES: tuple[str, ...] = ("single_object", "two_objects", "counting", "colo
 MAX_OBJECTS = 4
 SPLIT_SEED = 20260
 HELDOUT_FRACTION = 0.25
+MIN_HELDOUT = 3  # held-out prompts per category at least (all but one where a category has fewer)
 
 _PLURALS = {s + "s": s for s in SHAPES}
 _RELATION_WORDS = {"left": "left of", "right": "right of", "above": "above", "below": "below"}
@@ -163,7 +165,8 @@ def all_prompts() -> dict[str, list[str]]:
         "single_object": [_object(s, None) for s in SHAPES],
         "colors": [_object(s, c) for c in COLORS for s in SHAPES],
         "two_objects": [f"{_object(a, None)} and {_object(b, None)}" for a, b in pairs],
-        "counting": [f"{n} {s}s" for n in COUNTS for s in SHAPES],
+        "counting": [f"{n} {s}s" for n in COUNTS for s in SHAPES]
+        + [f"{n} {c} {s}s" for n in COUNTS for c in COLORS for s in SHAPES],
         "color_attr": [
             f"{_object(a, ca)} and {_object(b, cb)}" for a, b in pairs for ca, cb in color_pairs
         ],
@@ -175,13 +178,14 @@ def all_prompts() -> dict[str, list[str]]:
 
 @functools.lru_cache(maxsize=1)
 def _split() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Per category, a seeded HELDOUT_FRACTION (at least one prompt) is held out."""
+    """Per category, a seeded HELDOUT_FRACTION is held out: at least MIN_HELDOUT prompts, and never
+    the whole category (a category of n <= MIN_HELDOUT prompts holds out n - 1)."""
     rng = random.Random(SPLIT_SEED)
     train, held = {}, {}
     for cat, prompts in all_prompts().items():
         order = list(prompts)
         rng.shuffle(order)
-        k = max(1, round(HELDOUT_FRACTION * len(order)))
+        k = min(len(order) - 1, max(MIN_HELDOUT, round(HELDOUT_FRACTION * len(order))))
         held[cat] = sorted(order[:k], key=prompts.index)
         train[cat] = sorted(order[k:], key=prompts.index)
     return train, held

@@ -1,70 +1,122 @@
-"""Exact verifier: scores detected objects against a parsed prompt, with partial credit.
+"""Exact verifier: scores detected objects against a parsed prompt, with graded partial credit.
 
-A prompt's requirements (each scored in [0, 1]):
-- count, per mentioned shape: 1 - |found - wanted| / wanted, floored at 0 (wanted = objects of that
-  shape the prompt asks for; "a circle" wants 1, "three circles" 3);
-- color, per (shape, color) the prompt names: min(found with that color, wanted) / wanted;
-- relation (position prompts): 1 if some object matching the first phrase stands in the relation
-  to some object matching the second (`vgrpo.world.geometry.relation_holds`), else 0.
-The score is the mean of the requirements divided by (1 + extras), where extras counts detected
-objects whose shape the prompt does not mention (so an empty or cluttered image scores low). A
-prompt is satisfied (GenEval "accuracy") when every requirement is 1 and there are no extras.
+The prompt asks for W objects (its phrases expanded by their counts, "three squares" = 3 squares).
+Requirements, each in [0, 1]:
+- count: 1 - |detected - W| / W, floored at 0, where detected is the sum of the detected objects'
+  weights (1 for any object of FULL_AREA pixels or more, whatever its shape; see `vgrpo.world.detect`);
+- color (prompts naming a color): the largest number of color-named wanted objects that can be given
+  distinct detected objects of their color, divided by their number (shape plays no part);
+- shape: the wanted objects are matched one-to-one to detected objects, first maximising the color
+  matches, then the total shape credit; the requirement is the mean shape credit of the wanted
+  objects (0 for one left without a detected object). Shape credit (`shape_credit`) is graded from
+  the shape-feature distances of `vgrpo.world.detect`: 1 when the object is within
+  SHAPE_FULL_DISTANCE of the wanted shape's prototype and nearer to it than to any other shape's
+  by >= SHAPE_FULL_MARGIN, falling linearly to 0 at distance SHAPE_ZERO_DISTANCE or at a margin of
+  SHAPE_ZERO_MARGIN (a clean render of another shape is >= 0.33 away and gets 0);
+- relation (position prompts): the best pair (a, b) of distinct detected objects of
+  min(phrase credit of a for the first phrase, of b for the second) x relation credit, where a
+  phrase's credit is color agreement (0 / 1) for a colored phrase and shape credit for a phrase
+  without color, and the relation credit grades `vgrpo.world.geometry.relation_credit`.
+A detected object contributes its weight wherever it counts (color match, shape credit, phrase
+credit), so a speckle near the detection threshold contributes little. The score is the mean of
+the requirements. A prompt is satisfied (GenEval "accuracy") when every
+requirement is 1. Ground-truth renders satisfy every prompt they were drawn for.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from vgrpo.world.detect import DetectedObject
-from vgrpo.world.geometry import relation_holds
-from vgrpo.world.prompts import ObjectSpec, PromptSpec
+from vgrpo.world.geometry import relation_credit
+from vgrpo.world.prompts import SHAPES, ObjectSpec, PromptSpec
+
+SHAPE_FULL_DISTANCE = 0.15
+SHAPE_ZERO_DISTANCE = 0.30
+SHAPE_FULL_MARGIN = 0.10
+SHAPE_ZERO_MARGIN = -0.05
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Per-requirement scores (name -> [0, 1]) and the number of unrequested objects."""
+    """Per-requirement scores (name -> [0, 1])."""
 
     requirements: dict[str, float]
-    extras: int
 
     @property
     def score(self) -> float:
-        return sum(self.requirements.values()) / len(self.requirements) / (1.0 + self.extras)
+        return sum(self.requirements.values()) / len(self.requirements)
 
     @property
     def satisfied(self) -> bool:
-        return self.extras == 0 and all(v >= 1.0 for v in self.requirements.values())
+        return all(v >= 1.0 for v in self.requirements.values())
 
 
-def _matches(obj: DetectedObject, want: ObjectSpec) -> bool:
-    return obj.shape == want.shape and (want.color is None or obj.color == want.color)
+def _ramp(x: float, zero: float, full: float) -> float:
+    return min(1.0, max(0.0, (x - zero) / (full - zero)))
+
+
+def shape_credit(obj: DetectedObject, shape: str) -> float:
+    """Graded credit in [0, 1] that `obj` is a `shape`: its shape-feature distance d to the shape's
+    prototype and its margin (the nearest other shape's distance minus d), each mapped linearly
+    between its zero and full points; the minimum of the two."""
+    d = obj.distance_to(shape)
+    margin = min(obj.distance_to(s) for s in SHAPES if s != shape) - d
+    return min(_ramp(-d, -SHAPE_ZERO_DISTANCE, -SHAPE_FULL_DISTANCE),
+               _ramp(margin, SHAPE_ZERO_MARGIN, SHAPE_FULL_MARGIN))
+
+
+def _color_ok(obj: DetectedObject, want: ObjectSpec) -> bool:
+    return want.color is None or obj.color == want.color
+
+
+def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject]) -> tuple[float, float]:
+    """(color matches, total shape credit) of the one-to-one matching of wanted to detected objects
+    that maximises color matches first, then shape credit (objects may stay unmatched).
+
+    Dynamic programme over subsets of the wanted objects (at most 4), one detected object at a time.
+    """
+    best: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
+    for obj in objects:
+        gains = [(obj.weight * (w.color is not None and obj.color == w.color), obj.weight * shape_credit(obj, w.shape))
+                 for w in wanted]
+        for mask, (c, s) in list(best.items()):
+            for i, (gc, gs) in enumerate(gains):
+                if mask >> i & 1:
+                    continue
+                cand = (c + gc, s + gs)
+                if cand > best.get(mask | 1 << i, (-1.0, -1.0)):
+                    best[mask | 1 << i] = cand
+    return max(best.values())
+
+
+def _phrase_credit(obj: DetectedObject, want: ObjectSpec) -> float:
+    if want.color is not None:
+        return obj.weight if obj.color == want.color else 0.0
+    return obj.weight * shape_credit(obj, want.shape)
 
 
 def verify(spec: PromptSpec, objects: list[DetectedObject], size: int = 32) -> Verdict:
     """Score the objects detected in one image (of side `size` px) against a parsed prompt."""
-    req: dict[str, float] = {}
-    wanted_shapes: Counter[str] = Counter()
-    wanted_colors: Counter[tuple[str, str]] = Counter()
-    for o in spec.objects:
-        wanted_shapes[o.shape] += o.count
-        if o.color is not None:
-            wanted_colors[(o.shape, o.color)] += o.count
-    found_shapes = Counter(o.shape for o in objects)
-    found_colors = Counter((o.shape, o.color) for o in objects)
-    for shape, n in wanted_shapes.items():
-        req[f"count:{shape}"] = max(0.0, 1.0 - abs(found_shapes[shape] - n) / n)
-    for (shape, color), n in wanted_colors.items():
-        req[f"color:{color} {shape}"] = min(found_colors[(shape, color)], n) / n
-    extras = sum(1 for o in objects if o.shape not in wanted_shapes)
+    wanted = [o for o in spec.objects for _ in range(o.count)]
+    n = len(wanted)
+    found = sum(o.weight for o in objects)
+    req: dict[str, float] = {"count": max(0.0, 1.0 - abs(found - n) / n)}
+    colors, shapes = _best_assignment(wanted, objects)
+    named = sum(1 for w in wanted if w.color is not None)
+    if named:
+        req["color"] = colors / named
+    req["shape"] = shapes / n
     if spec.relation is not None:
         first, second = spec.objects
-        ok = any(
-            relation_holds(spec.relation, a.center, b.center, size)
-            for a in objects
-            if _matches(a, first)
-            for b in objects
-            if b is not a and _matches(b, second)
+        req[f"relation:{spec.relation}"] = max(
+            (
+                min(_phrase_credit(a, first), _phrase_credit(b, second))
+                * relation_credit(spec.relation, a.center, b.center, size)
+                for a in objects
+                for b in objects
+                if b is not a
+            ),
+            default=0.0,
         )
-        req[f"relation:{spec.relation}"] = 1.0 if ok else 0.0
-    return Verdict(req, extras)
+    return Verdict(req)
