@@ -43,7 +43,7 @@ def per_category(scores: torch.Tensor, satisfied: torch.Tensor, categories: list
 def measure(model_dir: str | None, images_per_category: int, samples: int, steps: int) -> dict[str, dict[str, float]]:
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.rewards.shapes import verdicts
-    from vgrpo.trainer.evaluation import eval_prompts
+    from vgrpo.tasks.shapes import eval_prompts
     from vgrpo.world.prompts import category, heldout_prompts_by_category
 
     model = ShapesAdapter.from_pretrained(model_dir)

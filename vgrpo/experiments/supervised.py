@@ -26,8 +26,8 @@ import torch
 from vgrpo.models.shapes import ShapesAdapter
 from vgrpo.pretrain import Pretraining, ema_copy, recipe_optimizer, train_step
 from vgrpo.pretrain import parse_args as pretrain_args
-from vgrpo.trainer.distributed import World
 from vgrpo.tasks.shapes import ShapesEvaluator
+from vgrpo.trainer.distributed import World
 from vgrpo.trainer.evaluation import evaluate
 from vgrpo.world.prompts import train_prompts_by_category
 
