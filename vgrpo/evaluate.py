@@ -130,7 +130,7 @@ def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: i
                    metadata: list[dict] | None = None):
     """Generate images_per_prompt images per prompt and score them (with the prompts' metadata, one
     dict per prompt, when given): (images [B, 3, H, W], sample prompts, RewardScores)."""
-    from vgrpo.trainer.rollout import generate, initial_noise, sample_indices
+    from vgrpo.sampling.rollout import generate, initial_noise, sample_indices
 
     index = sample_indices(range(len(prompts)), images_per_prompt)
     noise = initial_noise(adapter.latent_shape, seed, STREAM_EVALUATE, 0, index)

@@ -20,7 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 
 from vgrpo.trainer.config import ConfigError, validate  # noqa: E402
-from vgrpo.trainer.distributed import destroy_distributed, launched_world_size  # noqa: E402
+from vgrpo.utils.distributed import destroy_distributed, launched_world_size  # noqa: E402
 from vgrpo.trainer.presets import DEFAULT_PRESET, PRESETS, load_config  # noqa: E402
 
 

@@ -17,10 +17,10 @@ import torch
 
 from vgrpo.models.base import ModelAdapter
 from vgrpo.rewards.base import RewardSet
+from vgrpo.sampling.rollout import generate, initial_noise
 from vgrpo.tasks.base import Evaluator
 from vgrpo.trainer.config import Config
-from vgrpo.trainer.distributed import STREAM_EVAL_NOISE, World, all_gather_objects
-from vgrpo.trainer.rollout import generate, initial_noise
+from vgrpo.utils.distributed import STREAM_EVAL_NOISE, World, all_gather_objects
 
 log = logging.getLogger(__name__)
 
