@@ -98,3 +98,17 @@ def test_help_lists_every_key_with_type_default_and_meaning(capsys, monkeypatch)
 def test_errors_are_config_errors():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         parse_command(["--preset", "nope"]).config()
+
+
+def test_evaluate_reads_the_same_command_line(capsys, tmp_path):
+    """vgrpo.evaluate takes --config and both override forms too (its own options stay as they are)."""
+    from vgrpo import evaluate
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("preset: shapes-cpu-flowgrpo\nrollout:\n  steps: 5\n")
+    assert evaluate.main(["--config", str(path), "--rollout.solver", "heun", "--seed", "3", "--print-config"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["algorithm"]["name"] == "flowgrpo" and out["rollout"]["steps"] == 5 and out["rollout"]["solver"] == "heun"
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--rollout.nope=1", "--print-config"])
+    assert exc.value.code == 2 and "rollout.nope" in capsys.readouterr().err
