@@ -16,7 +16,7 @@ import torch
 from bench.memory import device_name
 from vgrpo.objective import group_advantages
 from vgrpo.trainer.config import Config
-from vgrpo.trainer.rollout import local_prompt_indices, rollout
+from vgrpo.sampling.rollout import local_prompt_indices, rollout
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 PROMPTS, GROUP = (4, 8) if DEVICE.type == "cpu" else (32, 16)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_setups import run, tiny_config  # noqa: E402
 
 from vgrpo.trainer.config import apply_overrides  # noqa: E402
-from vgrpo.trainer.distributed import destroy_distributed  # noqa: E402
+from vgrpo.utils.distributed import destroy_distributed  # noqa: E402
 from vgrpo.trainer.run_folder import RunFolderError, RunLock  # noqa: E402
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def test_trajectories_do_not_depend_on_the_rollout_batching(tmp_path):
     torch.testing.assert_close(alone.latents, whole.latents[4:], rtol=0, atol=1e-5)
     torch.testing.assert_close(alone.log_probs, whole.log_probs[4:], rtol=0, atol=1e-5)
     # the initial noise is the ODE rollout's
-    from vgrpo.trainer.rollout import rollout as ode_rollout
+    from vgrpo.sampling.rollout import rollout as ode_rollout
 
     ode = ode_rollout(adapter, PROMPTS, [0, 1], iteration=0, seed=0, group_size=4, steps=1, solver="euler", shift=1.0)
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 
 from tests.trainer_setups import run, tiny_config
 from vgrpo.trainer.checkpoint import Checkpointer, problem, write_manifest
-from vgrpo.trainer.distributed import World
+from vgrpo.utils.distributed import World
 from vgrpo.trainer.metrics import MetricsLogger, read_metrics
 from vgrpo.trainer.run_folder import fingerprint
 

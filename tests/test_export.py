@@ -147,7 +147,7 @@ def test_merged_export_is_a_pipeline_giving_the_trained_output_and_image(lora_ru
     # diffusers' pipeline (Euler, fixed noise) equals vgrpo's own Euler sampler with the trained model.
     # vgrpo's grid is t_i = shift(1 - i / N); FluxPipeline uses it by default, the SD3 pipeline's default
     # ends at its training schedule's smallest sigma instead, so both get it as `sigmas` (shifted inside).
-    from vgrpo.trainer.rollout import generate
+    from vgrpo.sampling.rollout import generate
 
     steps = 3
     noise = torch.randn(2, *adapter.latent_shape, generator=torch.Generator().manual_seed(5))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 
-from vgrpo.objective.pairs import shift_timesteps
+from vgrpo.utils.schedule import shift_timesteps
 from vgrpo.sampling.ode import SOLVERS, guided, nfe, sample, time_grid
 
 

@@ -96,8 +96,8 @@ def test_shapes_evaluation_is_the_verifier_on_fixed_noise_images(tmp_path):
     """The held-out evaluation through the Evaluator interface reports exactly what the verifier's
     per-category functions compute on the fixed-noise images, under the keys and order of before."""
     from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
-    from vgrpo.trainer.distributed import STREAM_EVAL_NOISE
-    from vgrpo.trainer.rollout import generate, initial_noise
+    from vgrpo.utils.distributed import STREAM_EVAL_NOISE
+    from vgrpo.sampling.rollout import generate, initial_noise
     from vgrpo.trainer.trainer import Trainer
     from vgrpo.world.prompts import heldout_prompts_by_category
 

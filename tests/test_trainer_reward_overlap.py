@@ -11,7 +11,7 @@ import torch
 from vgrpo.models.shapes import ShapesAdapter
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.reward_overlap import ChunkScorer
-from vgrpo.trainer.rollout import rollout
+from vgrpo.sampling.rollout import rollout
 
 
 class Brightness:

@@ -4,7 +4,7 @@
     python -m vgrpo.evaluate --run runs/shapes-cpu                  # latest checkpoint of a run
     python -m vgrpo.evaluate --run runs/shapes-cpu --checkpoint step-000050 \\
         --rewards shapes,jpeg_compressibility --prompts heldout --images-per-prompt 8
-    python -m vgrpo.evaluate --preset sd35m-stage1 --model.path=/models/sd35m \\
+    python -m vgrpo.evaluate --preset sd35m-stage1 --model.path /models/sd35m \\
         --prompts prompts.txt --rewards pickscore,clipscore --reward-paths /models/PickScore_v1,/models/clip-l
 
 Writes `<out>/eval.json` (per-reward mean, std and count; per-category verifier score and accuracy
@@ -46,17 +46,23 @@ def load_prompts_and_metadata(spec: str) -> tuple[list[str], list[dict] | None]:
     return [r.prompt for r in records], ([r.metadata for r in records] if any(r.metadata for r in records) else None)
 
 
-def load_run_config(run: str | None, preset: str, overrides: Sequence[str]):
-    """The run's saved config (with overrides), or a preset's."""
+def load_run_config(run: str | None, preset: str | None, overrides: Sequence[str], config_file: str | None = None):
+    """The run's saved config, or a preset's (default shapes-cpu, or the one `config_file` names),
+    then `config_file`'s values, then the `section.key=value` overrides (the order of vgrpo.train)."""
+    from vgrpo.trainer.cli import Command, apply_values, read_config_file
     from vgrpo.trainer.config import Config, apply_overrides
-    from vgrpo.trainer.presets import load_config
 
     if run is None:
-        return load_config(preset, list(overrides))
-    config_file = Path(run) / "config.json"
-    if not config_file.is_file():
+        return Command(preset=preset, config_file=config_file, overrides=list(overrides)).config()
+    saved = Path(run) / "config.json"
+    if not saved.is_file():
         raise FileNotFoundError(f"--run {run}: no config.json (not a vgrpo run folder)")
-    return apply_overrides(Config.from_dict(json.loads(config_file.read_text())), list(overrides))
+    cfg = Config.from_dict(json.loads(saved.read_text()))
+    if config_file:
+        values = read_config_file(config_file)
+        values.pop("preset", None)
+        apply_values(cfg, values, where=config_file)
+    return apply_overrides(cfg, list(overrides))
 
 
 def find_checkpoint(run: str, name: str | None) -> Path | None:
@@ -130,7 +136,7 @@ def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: i
                    metadata: list[dict] | None = None):
     """Generate images_per_prompt images per prompt and score them (with the prompts' metadata, one
     dict per prompt, when given): (images [B, 3, H, W], sample prompts, RewardScores)."""
-    from vgrpo.trainer.rollout import generate, initial_noise, sample_indices
+    from vgrpo.sampling.rollout import generate, initial_noise, sample_indices
 
     index = sample_indices(range(len(prompts)), images_per_prompt)
     noise = initial_noise(adapter.latent_shape, seed, STREAM_EVALUATE, 0, index)
@@ -149,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="run folder (its config.json and checkpoints)")
     parser.add_argument("--checkpoint", help="checkpoint folder name inside <run>/checkpoints (default: newest)")
-    parser.add_argument("--preset", default="shapes-cpu", help="config preset when --run is not given")
+    parser.add_argument("--preset", help="config preset when --run is not given (default shapes-cpu)")
+    parser.add_argument("--config", help="TOML / YAML config file applied before the overrides (as in vgrpo.train)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     parser.add_argument("--prompts", default="heldout",
                         help="'heldout', 'train' or a prompt file (one per line, or *.jsonl with metadata)")
     parser.add_argument("--rewards", default="shapes", help="comma-separated reward names (vgrpo.rewards.registry)")
@@ -158,17 +166,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", help="output folder (default: <run>/evaluate or runs/evaluate)")
-    args, overrides = parser.parse_known_args(argv)
-    bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
-    if bad:
-        parser.error(f"unrecognised arguments {bad}; config overrides look like --section.key=value")
+    args, rest = parser.parse_known_args(argv)
+    from vgrpo.trainer.cli import parse_command, print_config
+    from vgrpo.trainer.config import ConfigError
+
+    try:  # the config overrides, --section.key=value or --section.key value, parsed as vgrpo.train does
+        overrides = parse_command(rest).overrides
+        cfg = load_run_config(args.run, args.preset, overrides, args.config)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if args.print_config:
+        print_config(cfg)
+        return 0
 
     from vgrpo.rewards.registry import RewardSpec, build_reward_set
     from vgrpo.trainer.config import validate
     from vgrpo.trainer.parallelize import apply_finetune_mode
     from vgrpo.trainer.trainer import build_adapter
 
-    cfg = load_run_config(args.run, args.preset, overrides)
     validate(cfg)
     prompts, metadata = load_prompts_and_metadata(args.prompts)
     names = [n for n in args.rewards.split(",") if n]

@@ -1,8 +1,12 @@
 """Train with V-GRPO.
 
-    torchrun --nproc-per-node=1 -m vgrpo.train [--preset=shapes-cpu] [--section.key=value ...]
+    torchrun --nproc-per-node=1 -m vgrpo.train [--preset NAME] [--config FILE] [--section.key VALUE ...]
     python -m vgrpo.train ...                 (one process, no torchrun)
-    python -m vgrpo.train --print-config      (the resolved config as JSON, then exit)
+    python -m vgrpo.train --print-config      (the resolved config as JSON, then exit; no model
+                                               loaded, no path checked)
+
+Precedence: preset < config file (TOML / YAML, may name its `preset`) < command-line overrides;
+`--section.key VALUE` and `--section.key=VALUE` both work, lists are comma-separated.
 
 The config is validated before any model is loaded; the run folder (`job.output_dir/job.name`)
 receives config.json, metrics.jsonl, tensorboard/, eval/, samples/, checkpoints/, reward_curve.png.
@@ -10,7 +14,6 @@ receives config.json, metrics.jsonl, tensorboard/, eval/, samples/, checkpoints/
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -19,38 +22,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 
+from vgrpo.trainer.cli import help_text, parse_command, print_config  # noqa: E402
 from vgrpo.trainer.config import ConfigError, validate  # noqa: E402
-from vgrpo.trainer.distributed import destroy_distributed, launched_world_size  # noqa: E402
-from vgrpo.trainer.presets import DEFAULT_PRESET, PRESETS, load_config  # noqa: E402
-
-
-def parse_args(argv: list[str]) -> tuple[str, list[str], bool]:
-    preset, overrides, print_only = DEFAULT_PRESET, [], False
-    for arg in argv:
-        if arg in ("-h", "--help"):
-            print(__doc__)
-            print("presets:", ", ".join(sorted(PRESETS)))
-            sys.exit(0)
-        if arg.startswith("--preset="):
-            preset = arg.split("=", 1)[1]
-        elif arg == "--print-config":
-            print_only = True
-        else:
-            overrides.append(arg)
-    return preset, overrides, print_only
+from vgrpo.utils.distributed import destroy_distributed, launched_world_size  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    preset, overrides, print_only = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = load_config(preset, overrides)
+        command = parse_command(sys.argv[1:] if argv is None else argv)
+        if command.help:
+            print(help_text(__doc__), end="")
+            return 0
+        cfg = command.config()
+        if command.print_only:  # any preset prints; paths are checked when a run starts
+            print_config(cfg)
+            return 0
         validate(cfg, launched_world_size())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if print_only:
-        print(json.dumps(cfg.to_dict(), indent=2))
-        return 0
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

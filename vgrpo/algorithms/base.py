@@ -17,8 +17,9 @@ import torch
 
 from vgrpo.models.base import ModelAdapter
 from vgrpo.objective import PolicyLoss
-from vgrpo.trainer.config import AlgorithmConfig, RolloutConfig
-from vgrpo.trainer.rollout import RolloutBatch
+from vgrpo.algorithms.config import AlgorithmConfig
+from vgrpo.sampling.config import RolloutConfig
+from vgrpo.sampling.rollout import RolloutBatch
 
 
 def guidance_factor(rollout: RolloutConfig) -> int:

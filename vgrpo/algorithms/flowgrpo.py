@@ -1,7 +1,7 @@
 """Flow-GRPO (arXiv 2505.05470), the MDP baseline, as a strategy the training loop calls.
 
 Every SDE step is an action (method.md section 8):
-- `rollout`: the marginal-preserving SDE (`vgrpo.trainer.sde_rollout`), keeping every latent and
+- `rollout`: the marginal-preserving SDE (`vgrpo.sampling.sde_rollout`), keeping every latent and
   every step's Gaussian log-prob under the rollout (behaviour) policy;
 - `prepare`: this iteration's subset of steps to train (`algorithm.sde_train_steps` of the
   `rollout.steps`, drawn from a generator seeded by (seed, iteration): the same on every rank);
@@ -31,9 +31,9 @@ from vgrpo.models.base import ModelAdapter
 from vgrpo.objective import PolicyLoss
 from vgrpo.objective.flowgrpo_loss import flowgrpo_policy_loss
 from vgrpo.sampling.sde import gaussian_log_prob, sde_step_mean_std
-from vgrpo.trainer.config import RolloutConfig
-from vgrpo.trainer.distributed import STREAM_SDE_STEPS, generator
-from vgrpo.trainer.sde_rollout import SdeRolloutBatch, guided_velocity, sde_rollout
+from vgrpo.sampling.config import RolloutConfig
+from vgrpo.utils.distributed import STREAM_SDE_STEPS, generator
+from vgrpo.sampling.sde_rollout import SdeRolloutBatch, guided_velocity, sde_rollout
 
 
 def trained_steps(seed: int, iteration: int, steps: int, count: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The loop owns rewards, optimizer steps and parallelism; this file owns what is specific to the
 ELBO-surrogate method:
-- `rollout`: the deterministic ODE solver (`vgrpo.trainer.rollout`); only the final samples are kept;
+- `rollout`: the deterministic ODE solver (`vgrpo.sampling.rollout`); only the final samples are kept;
 - `draw_pairs`: one iteration's group-shared stratified timestep-noise pairs, drawn on rank 0 from
   the seeded generator and broadcast, so every rank (and any world size) uses the same pairs;
 - `score_old`: the no-grad pass of the behaviour policy theta_old over the same chunks (same
@@ -28,10 +28,10 @@ from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
 from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
 from vgrpo.sampling.ode import nfe as solver_nfe
-from vgrpo.trainer.config import RolloutConfig
-from vgrpo.trainer.distributed import STREAM_PAIRS, broadcast_, generator
-from vgrpo.trainer.rollout import RolloutBatch
-from vgrpo.trainer.rollout import rollout as ode_rollout
+from vgrpo.sampling.config import RolloutConfig
+from vgrpo.utils.distributed import STREAM_PAIRS, broadcast_, generator
+from vgrpo.sampling.rollout import RolloutBatch
+from vgrpo.sampling.rollout import rollout as ode_rollout
 
 
 @dataclass

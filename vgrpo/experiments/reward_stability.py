@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     from vgrpo.experiments.variance import surrogate_draws
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.rewards.shapes import score
-    from vgrpo.trainer.rollout import generate, group_inputs
+    from vgrpo.sampling.rollout import generate, group_inputs
     from vgrpo.world.prompts import train_prompts_by_category
 
     model = ShapesAdapter.from_pretrained(args.model)

@@ -27,7 +27,7 @@ from vgrpo.models.shapes import ShapesAdapter
 from vgrpo.pretrain import Pretraining, ema_copy, recipe_optimizer, train_step
 from vgrpo.pretrain import parse_args as pretrain_args
 from vgrpo.tasks.shapes import ShapesEvaluator
-from vgrpo.trainer.distributed import World
+from vgrpo.utils.distributed import World
 from vgrpo.trainer.evaluation import evaluate
 from vgrpo.world.prompts import train_prompts_by_category
 

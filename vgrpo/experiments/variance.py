@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--prompts, --pairs, --steps must be >= 1; --group-size and --draws >= 2")
 
     from vgrpo.models.shapes import ShapesAdapter
-    from vgrpo.trainer.rollout import rollout
+    from vgrpo.sampling.rollout import rollout
     from vgrpo.world.prompts import train_prompts_by_category
 
     adapter = ShapesAdapter.from_pretrained()

@@ -16,14 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from vgrpo.utils.schedule import shift_timesteps
+
 SHARING_SCOPES = ("batch", "group", "none")
-
-
-def shift_timesteps(u: torch.Tensor, shift: float) -> torch.Tensor:
-    """Flow-matching time shift (SD3 / FLUX): t = s u / (1 + (s - 1) u); monotone on [0, 1]."""
-    if shift <= 0:
-        raise ValueError(f"shift must be > 0, got {shift}")
-    return shift * u / (1.0 + (shift - 1.0) * u)
 
 
 def sample_timesteps(

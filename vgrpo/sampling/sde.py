@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from vgrpo.objective.pairs import shift_timesteps
+from vgrpo.utils.schedule import shift_timesteps
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -12,6 +12,13 @@ from vgrpo.rewards.base import RewardSet
 from vgrpo.tasks.base import Values, reward_summary, reward_values
 
 
+def train_prompts_by_category() -> dict[str, list[str]]:
+    """The world's training split, {category: prompts}: the trainer's prompts when no prompt file is set."""
+    from vgrpo.world.prompts import train_prompts_by_category as world_split
+
+    return world_split()
+
+
 def eval_prompts(by_category: dict[str, list[str]], images_per_category: int) -> list[str]:
     """One prompt per evaluation image: `images_per_category` per category, cycling over its prompts.
 

@@ -39,7 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from vgrpo.trainer.distributed import World, all_reduce_mean, barrier
+from vgrpo.utils.distributed import World, all_reduce_mean, barrier
 from vgrpo.trainer.ema import EMA
 from vgrpo.utils.atomic import write_atomically
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vgrpo.algorithms.config import AlgorithmConfig
+from vgrpo.sampling.config import RolloutConfig
 from vgrpo.trainer.lr_schedule import SCHEDULES
 from vgrpo.utils.prompt_file import PromptFileError, read_prompt_file
 
@@ -28,7 +30,6 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending `section.key`."""
 
 
-ALGORITHM_NAMES = ("vgrpo", "flowgrpo")
 KL_TARGETS = ("behaviour", "reference")
 
 
@@ -73,28 +74,6 @@ class ModelConfig:
 
 
 @dataclass
-class RolloutConfig:
-    prompts_per_iteration: int = 16
-    """Prompts per iteration (global, across all ranks); each gets `group_size` images."""
-    group_size: int = 8
-    """G: images per prompt; advantages are normalised within each group."""
-    steps: int = 8
-    """Sampler steps per image: deterministic ODE solver steps (vgrpo) or SDE steps (flowgrpo)."""
-    solver: str = "dpm++2m"
-    """ODE solver: "euler", "heun" or "dpm++2m" (vgrpo rollouts and, for both algorithms, evaluation)."""
-    shift: float = 1.0
-    """Time shift of the sampling schedule (SD3 / FLUX style); 1 = none."""
-    cfg_scale: float = 1.0
-    """Classifier-free guidance scale for rollouts; 1 = no guidance (the V-GRPO default)."""
-    batch_size: int = 64
-    """Images per sampler call on each rank (memory knob; does not change results)."""
-    prompt_file: str | None = None
-    """Training prompts: a text file (one per line) or JSON Lines ("*.jsonl": a "prompt" field per line, the other fields are its metadata, handed to the rewards that take it, e.g. the OCR reward's "text"); None = the built-in shapes world's training split."""
-    prompt_sampling: str = "category"
-    """How an iteration's prompts are drawn from the training set: "category" (a uniform category, then a prompt of it: every category trains equally) or "uniform" (distinct prompts uniformly)."""
-
-
-@dataclass
 class JudgeConfig:
     model: str = ""
     """Model name sent in each request to the judge endpoint; "" = the reward's name ("unifiedreward" or "http_judge")."""
@@ -130,40 +109,6 @@ class RewardConfig:
     """Options of the HTTP judge rewards ("http_judge", "unifiedreward"): `--reward.judge.<key>=value`."""
     overlap: str = "auto"
     """"on": decode and score each finished rollout chunk (`rollout.batch_size` images) on a worker thread (its own CUDA stream) while the next chunk is sampled (same scores, earlier); "off": score after the whole rollout; "auto": on for CUDA runs, off on CPU (there the worker competes with the sampler for the same cores: 2-core CPU, 32 images, 1.71 s on vs 1.31 s off)."""
-
-
-@dataclass
-class AlgorithmConfig:
-    name: str = "vgrpo"
-    """Policy-gradient strategy: "vgrpo" (ELBO surrogate, whole image = one action, ODE rollouts) or "flowgrpo" (the MDP baseline Flow-GRPO: SDE rollouts, every step an action)."""
-    num_pairs: int = 4
-    """N_MC: timestep-noise pairs per sample for the ELBO surrogate (vgrpo only; ignored by flowgrpo)."""
-    sharing: str = "batch"
-    """Pair sharing scope: "batch" (one set for all samples), "group" (per prompt) or "none" (vgrpo only)."""
-    stratified: bool = True
-    """Stratified timesteps: one t in each of N_MC equal chunks of the schedule (vgrpo only)."""
-    timestep_shift: float = 1.0
-    """Time shift applied to the pair timesteps (vgrpo only)."""
-    weighting: str = "adaptive"
-    """Surrogate weighting: "adaptive" (x-pred mse / sg(mae)), or the ablations "x", "v", "eps" (vgrpo only)."""
-    sde_noise_level: float = 0.7
-    """a in the SDE's sigma_t = a sqrt(t / (1 - t)) (flowgrpo only; ignored by vgrpo)."""
-    sde_train_steps: int = 0
-    """SDE steps trained per iteration: a random subset of the `rollout.steps` steps, drawn per iteration from (seed, iteration) as Flow-GRPO / DanceGRPO do; 0 = all (flowgrpo only)."""
-    clip_range: float = 1e-2
-    """PPO ratio clip range epsilon; 0 = no clipping. About 1e-2 for vgrpo (per-element mean inside one ratio per image), about 1e-4 for flowgrpo (one ratio per step)."""
-    beta: float = 0.0
-    """KL weight; 0 = off. vgrpo: KL to `kl_target`; flowgrpo: KL to the reference (base) model, the denoiser with its LoRA adapters disabled (needs finetune.mode=lora)."""
-    kl_target: str = "behaviour"
-    """What the vgrpo KL (beta > 0) pulls towards: "behaviour" (method.md: theta_old's x-predictions stored by the scoring pass; bounds each iteration's move) or "reference" (the base model, the denoiser with its LoRA adapters disabled: one more no-grad forward per pair in the scoring pass, bounds the whole run's drift; needs finetune.mode=lora). Ignored by flowgrpo, whose KL is always to the reference."""
-    mu: int = 1
-    """Passes over each rollout batch (PPO epochs)."""
-    minibatches: int = 4
-    """Optimizer steps per pass; the batch is split by prompt groups into this many minibatches."""
-    micro_batch: int = 0
-    """Samples per forward/backward on each rank (gradient accumulation); 0 = whole minibatch. The behaviour scoring pass uses the same chunks, so shapes match."""
-    reuse_first_surrogate: bool = True
-    """The first minibatch of each iteration takes its own detached surrogate (vgrpo) or step log-probs (flowgrpo) as the old ones: ratio exactly 1 in any precision, no scoring forward for it. The others use the scoring pass (vgrpo) or the rollout's stored log-probs (flowgrpo)."""
 
 
 @dataclass
@@ -410,10 +355,18 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(j.device in ("auto", "cpu", "cuda"), f"job.device must be auto|cpu|cuda, got {j.device!r}")
     need(bool(j.name) and j.name not in (".", "..") and not set(j.name) & {"/", "\\", "\0"},
          f"job.name must be one folder name (no '/', not '..'), got {j.name!r}")
-    need(m.name in ("shapes", "flux", "sd3"), f"model.name must be shapes|flux|sd3, got {m.name!r}")
-    need(m.name == "shapes" or m.path is not None,
+    from vgrpo.algorithms import ALGORITHMS
+    from vgrpo.models.registry import FAMILIES
+    from vgrpo.objective.pairs import SHARING_SCOPES
+    from vgrpo.ops.checks import WEIGHTINGS
+    from vgrpo.sampling.ode import SOLVERS
+
+    family = FAMILIES.get(m.name)
+    need(family is not None, f"model.name must be {'|'.join(FAMILIES)}, got {m.name!r}")
+    need(family is None or not family.needs_path or m.path is not None,
          f"model.path must name the local diffusers directory of model.name={m.name!r}")
-    need(m.name == "shapes" or m.init == "pretrained", "model.init=random exists only for the shapes model")
+    need(family is None or m.init != "random" or family.random is not None,
+         f"model.init=random exists only for the models {[n for n, f in FAMILIES.items() if f.random]}")
     need(m.resolution is None or (m.resolution > 0 and m.resolution % 16 == 0),
          f"model.resolution must be a positive multiple of 16, got {m.resolution}")
     if r.prompt_file is not None:
@@ -427,7 +380,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(r.prompts_per_iteration >= 1, f"rollout.prompts_per_iteration must be >= 1, got {r.prompts_per_iteration}")
     need(r.group_size >= 2, f"rollout.group_size must be >= 2 (advantages need a group), got {r.group_size}")
     need(r.steps >= 1, f"rollout.steps must be >= 1, got {r.steps}")
-    need(r.solver in ("euler", "heun", "dpm++2m"), f"rollout.solver must be euler|heun|dpm++2m, got {r.solver!r}")
+    need(r.solver in SOLVERS, f"rollout.solver must be {'|'.join(SOLVERS)}, got {r.solver!r}")
     need(r.shift > 0, f"rollout.shift must be > 0, got {r.shift}")
     need(r.cfg_scale >= 1.0, f"rollout.cfg_scale must be >= 1 (1 = no guidance), got {r.cfg_scale}")
     need(r.prompt_sampling in ("category", "uniform"), f"rollout.prompt_sampling must be category|uniform, got {r.prompt_sampling!r}")
@@ -445,11 +398,11 @@ def validate(cfg: Config, world_size: int = 1) -> None:
          f"reward.paths has {len(w.paths)} entries for {len(w.names)} rewards {w.names}")
     need(w.std_eps > 0, f"reward.std_eps must be > 0, got {w.std_eps}")
     need(w.soft_clip_eta >= 0, f"reward.soft_clip_eta must be >= 0 (0 = off), got {w.soft_clip_eta}")
-    need(a.name in ALGORITHM_NAMES, f"algorithm.name must be {'|'.join(ALGORITHM_NAMES)}, got {a.name!r}")
+    need(a.name in ALGORITHMS, f"algorithm.name must be {'|'.join(ALGORITHMS)}, got {a.name!r}")
     need(a.num_pairs >= 1, f"algorithm.num_pairs (N_MC) must be >= 1, got {a.num_pairs}")
-    need(a.sharing in ("batch", "group", "none"), f"algorithm.sharing must be batch|group|none, got {a.sharing!r}")
+    need(a.sharing in SHARING_SCOPES, f"algorithm.sharing must be {'|'.join(SHARING_SCOPES)}, got {a.sharing!r}")
     need(a.timestep_shift > 0, f"algorithm.timestep_shift must be > 0, got {a.timestep_shift}")
-    need(a.weighting in ("adaptive", "x", "v", "eps"), f"algorithm.weighting must be adaptive|x|v|eps, got {a.weighting!r}")
+    need(a.weighting in WEIGHTINGS, f"algorithm.weighting must be {'|'.join(WEIGHTINGS)}, got {a.weighting!r}")
     need(0 <= a.clip_range < 1, f"algorithm.clip_range must be in [0, 1) (0 = off), got {a.clip_range}")
     need(a.beta >= 0, f"algorithm.beta must be >= 0, got {a.beta}")
     need(a.sde_noise_level > 0, f"algorithm.sde_noise_level must be > 0, got {a.sde_noise_level}")
@@ -523,7 +476,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     need(e.grid_images >= 0, f"eval.grid_images must be >= 0, got {e.grid_images}")
     need(cfg.reward.overlap in ("auto", "on", "off"), f"reward.overlap must be auto|on|off, got {cfg.reward.overlap!r}")
     need(e.steps >= 0, f"eval.steps must be >= 0 (0 = rollout.steps), got {e.steps}")
-    need(e.solver in ("", "euler", "heun", "dpm++2m"), f"eval.solver must be euler|heun|dpm++2m or empty (= rollout.solver), got {e.solver!r}")
+    need(e.solver in ("", *SOLVERS), f"eval.solver must be {'|'.join(SOLVERS)} or empty (= rollout.solver), got {e.solver!r}")
     errors.extend(_eval_and_logging_problems(cfg))
     need(j.max_skipped_iterations >= 0, f"job.max_skipped_iterations must be >= 0 (0 = never stop), got {j.max_skipped_iterations}")
     need(p.timeout_s > 0, f"parallel.timeout_s must be > 0, got {p.timeout_s}")

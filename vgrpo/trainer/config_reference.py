@@ -10,7 +10,6 @@ import ast
 import dataclasses
 import inspect
 
-from vgrpo.trainer import config as config_module
 from vgrpo.trainer.config import Config
 
 HEADER = (
@@ -20,8 +19,8 @@ HEADER = (
 
 
 def field_docstrings(cls: type) -> dict[str, str]:
-    """{field name: the string literal that follows its annotation} for a dataclass defined in config.py."""
-    tree = ast.parse(inspect.getsource(config_module))
+    """{field name: the string literal that follows its annotation} for a config dataclass (read from its module's source)."""
+    tree = ast.parse(inspect.getsource(inspect.getmodule(cls)))
     node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
     docs: dict[str, str] = {}
     body = node.body

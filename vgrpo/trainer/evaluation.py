@@ -17,28 +17,28 @@ import torch
 
 from vgrpo.models.base import ModelAdapter
 from vgrpo.rewards.base import RewardSet
+from vgrpo.sampling.rollout import generate, initial_noise
 from vgrpo.tasks.base import Evaluator
 from vgrpo.trainer.config import Config
-from vgrpo.trainer.distributed import STREAM_EVAL_NOISE, World, all_gather_objects
-from vgrpo.trainer.rollout import generate, initial_noise
+from vgrpo.utils.distributed import STREAM_EVAL_NOISE, World, all_gather_objects
 
 log = logging.getLogger(__name__)
 
 
 def build_evaluator(cfg: Config, train_rewards: RewardSet, device: torch.device | str = "cpu") -> Evaluator | None:
     """The run's evaluator: `eval.prompt_file` with `eval.rewards` (default: the training rewards),
-    else the shapes world's held-out verifier evaluation; None (with a warning) for flux / sd3
-    without a prompt file."""
+    else the model family's built-in task (`vgrpo.tasks.registry`: the shapes world's held-out
+    verifier evaluation); None (with a warning) for a family without one (flux / sd3) and no prompt file."""
     from vgrpo.tasks.prompt_set import PromptSetEvaluator
-    from vgrpo.tasks.shapes import ShapesEvaluator
+    from vgrpo.tasks.registry import BUILT_IN_EVALUATORS
     from vgrpo.utils.prompt_file import read_prompt_records
 
     e = cfg.eval
     rewards = eval_rewards(cfg, train_rewards, device)
     if e.prompt_file is not None:
         return PromptSetEvaluator(read_prompt_records(e.prompt_file), rewards or train_rewards, e.images_per_prompt)
-    if cfg.model.name == "shapes":
-        return ShapesEvaluator(e.images_per_category, rewards)
+    if cfg.model.name in BUILT_IN_EVALUATORS:
+        return BUILT_IN_EVALUATORS[cfg.model.name](e.images_per_category, rewards)
     log.warning("no evaluation: model.name=%s has no built-in prompt set; set eval.prompt_file", cfg.model.name)
     return None
 

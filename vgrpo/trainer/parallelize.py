@@ -15,7 +15,7 @@ from torch import nn
 
 from vgrpo.models.base import ModelAdapter
 from vgrpo.trainer.config import FinetuneConfig, ParallelConfig
-from vgrpo.trainer.distributed import World
+from vgrpo.utils.distributed import World
 
 log = logging.getLogger(__name__)
 

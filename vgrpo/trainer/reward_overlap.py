@@ -1,7 +1,7 @@
 """Rewards off the rollout's critical path: each finished chunk of samples is decoded and scored on
 a worker thread while the sampler integrates the next chunk.
 
-`ChunkScorer` is the `on_chunk` callback of `vgrpo.trainer.rollout.rollout`; `result()` waits for
+`ChunkScorer` is the `on_chunk` callback of `vgrpo.sampling.rollout.rollout`; `result()` waits for
 the last chunk and returns the batch's `RewardScores` in sample order. Scores are the same as
 scoring the whole batch at once (every reward scores images independently), only earlier. On a
 GPU the worker runs on its own CUDA stream and waits for an event recorded when the chunk was

@@ -27,7 +27,7 @@ from typing import IO, Any, Callable
 
 from vgrpo.trainer.checkpoint import Checkpointer, problem
 from vgrpo.trainer.config import Config, ConfigError
-from vgrpo.trainer.distributed import World, all_gather_objects
+from vgrpo.utils.distributed import World, all_gather_objects
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from vgrpo.objective import group_advantages, surrogate_cv
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.checkpoint import Checkpointer, parameters_finite
 from vgrpo.trainer.config import Config, validate
-from vgrpo.trainer.distributed import (
+from vgrpo.utils.distributed import (
     STREAM_PROMPTS,
     World,
     all_reduce_mean,
@@ -52,7 +52,7 @@ from vgrpo.trainer.lr_schedule import lr_multiplier
 from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
-from vgrpo.trainer.rollout import RolloutBatch, local_prompt_indices
+from vgrpo.sampling.rollout import RolloutBatch, local_prompt_indices
 from vgrpo.trainer.run_folder import RunFolder, RunFolderError, fingerprint
 from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
 from vgrpo.utils.prompt_file import read_prompt_file, read_prompt_records
@@ -63,19 +63,19 @@ log = logging.getLogger(__name__)
 def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
     """The model adapter named by `cfg.model` (weights loaded or seeded random).
 
-    flux / sd3 go through `vgrpo.models.registry.build_adapter`, which checks the directory and the
-    memory need (sharded over the process group, LoRA or full fine-tuning) before loading.
+    Every family goes through `vgrpo.models.registry`; flux / sd3 check the directory and the memory
+    need (sharded over the process group, LoRA or full fine-tuning) before loading.
     """
+    from vgrpo.models.registry import build_adapter as build_from_registry
+    from vgrpo.models.registry import family
+
     m = cfg.model
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[m.dtype]
-    if m.name == "shapes" and m.init == "random":
-        from vgrpo.models.shapes import ShapesAdapter
-
-        return ShapesAdapter.random(seed=cfg.job.seed).to(device, dtype)
-    from vgrpo.models.registry import build_adapter as build_from_registry
-
-    if m.name == "shapes":
-        return build_from_registry("shapes", m.path, device=device, dtype=dtype)
+    entry = family(m.name)
+    if m.init == "random":
+        return entry.random(cfg.job.seed).to(device, dtype)
+    if not entry.takes_options:
+        return build_from_registry(m.name, m.path, device=device, dtype=dtype)
     shards = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     return build_from_registry(
         m.name, m.path, device=device, dtype=dtype, resolution=m.resolution, guidance=m.guidance,
@@ -87,7 +87,7 @@ def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
 def training_prompts(cfg: Config) -> dict[str, list[str]]:
     """Training prompts by category: the shapes world's split, or {"file": lines of rollout.prompt_file}."""
     if cfg.rollout.prompt_file is None:
-        from vgrpo.world.prompts import train_prompts_by_category
+        from vgrpo.tasks.shapes import train_prompts_by_category
 
         return train_prompts_by_category()
     return {"file": read_prompt_file(cfg.rollout.prompt_file)}

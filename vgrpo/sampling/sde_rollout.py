@@ -1,6 +1,6 @@
 """SDE rollouts for the MDP baseline (Flow-GRPO): G images per prompt, every step and its log-prob kept.
 
-Same layout as the ODE rollout (`vgrpo.trainer.rollout`): sample g of prompt p has global index
+Same layout as the ODE rollout (`vgrpo.sampling.rollout`): sample g of prompt p has global index
 p * G + g, its initial noise comes from the same seeded stream as the ODE rollout's, and the noise
 of its SDE steps from a generator seeded by (seed, iteration, global index). One process and W
 processes therefore draw the same trajectories.
@@ -15,8 +15,8 @@ import torch
 
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.sampling.sde import sample_sde, sde_timesteps
-from vgrpo.trainer.distributed import STREAM_SDE_NOISE
-from vgrpo.trainer.rollout import RolloutBatch, group_inputs, initial_noise
+from vgrpo.utils.distributed import STREAM_SDE_NOISE
+from vgrpo.sampling.rollout import RolloutBatch, group_inputs, initial_noise
 
 
 @dataclass

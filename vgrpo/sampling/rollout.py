@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from vgrpo.models.base import Conditioning, ModelAdapter
-from vgrpo.trainer.distributed import STREAM_ROLLOUT_NOISE, generator
+from vgrpo.utils.distributed import STREAM_ROLLOUT_NOISE, generator
 
 
 def local_prompt_indices(num_prompts: int, world_size: int, rank: int, minibatches: int) -> list[int]:

@@ -1,0 +1,23 @@
+"""The built-in evaluation task of each model family that has one, by `model.name`.
+
+A run without `eval.prompt_file` is evaluated on its family's built-in task (the shapes world for
+the "shapes" model); a family missing here needs a prompt file. The trainer reads this table, so it
+names no task itself.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from vgrpo.rewards.base import RewardSet
+from vgrpo.tasks.base import Evaluator
+
+
+def _shapes(images_per_category: int, rewards: RewardSet | None) -> Evaluator:
+    from vgrpo.tasks.shapes import ShapesEvaluator
+
+    return ShapesEvaluator(images_per_category, rewards)
+
+
+BUILT_IN_EVALUATORS: dict[str, Callable[[int, RewardSet | None], Evaluator]] = {"shapes": _shapes}
+"""model.name -> factory(eval.images_per_category, extra rewards or None) of its built-in evaluator."""
