@@ -38,10 +38,11 @@
 #include <sys/mman.h>
 #endif
 
+#include "contract.h"
+
 namespace vgrpo {
 namespace {
 
-constexpr double kMaeEps = 1e-6;  // reference.MAE_EPS
 constexpr int64_t kTile = 16384;  // latent elements of one sample per parallel work item
 constexpr int64_t kBlock = 1024;  // elements per inner block; fp32 partial sums go to fp64 per block
 constexpr int64_t kHugeOutputBytes = int64_t(8) << 20;  // outputs this large go on huge pages
@@ -55,7 +56,11 @@ constexpr int64_t kHugeOutputBytes = int64_t(8) << 20;  // outputs this large go
 #endif
 #define VGRPO_ALWAYS_INLINE inline __attribute__((always_inline))
 
-enum Weighting : int64_t { kAdaptive = 0, kX = 1, kV = 2, kEps = 3 };
+// The weighting codes, schemas and kMaeEps come from the contract generated from Python.
+using contract::kAdaptive;
+using contract::kEps;
+using contract::kMaeEps;
+using contract::kV;
 
 // Ask the kernel to back `t` with 2 MiB pages before anything touches it (Linux, THP in "madvise" or
 // "always" mode; otherwise a no-op). Only the 2 MiB-aligned interior of the buffer is advised.
@@ -104,8 +109,8 @@ Problem check_inputs(const at::Tensor& v_pred, const at::Tensor& x0, const at::T
   const bool per_sample_t = t.dim() == 2;
   TORCH_CHECK((t.dim() == 1 && t.size(0) == k) || (per_sample_t && t.size(0) == n && t.size(1) == k),
               "vgrpo::elbo: t must be [K] = [", k, "] or [N, K] = [", n, ", ", k, "], got ", shape_str(t));
-  TORCH_CHECK(weighting >= kAdaptive && weighting <= kEps,
-              "vgrpo::elbo: weighting must be 0 (adaptive), 1 (x), 2 (v) or 3 (eps), got ", weighting);
+  TORCH_CHECK(weighting >= 0 && weighting < contract::kNumWeightings, "vgrpo::elbo: weighting must be ",
+              contract::kWeightingChoices, ", got ", weighting);
   const auto dtype = v_pred.scalar_type();
   TORCH_CHECK(at::isFloatingType(dtype), "vgrpo::elbo: v_pred must be floating, got ", dtype);
   const auto acc = dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -435,14 +440,13 @@ at::Tensor noise_latents_cpu(const at::Tensor& x0, const at::Tensor& noise, cons
 
 }  // namespace
 
-// Schemas: the fake kernels and the autograd formula are registered from Python
-// (vgrpo/ops/library.py), which also defines these schemas itself when this library is not built.
+// Schemas (csrc/contract.h, generated from vgrpo.ops.checks.SCHEMAS): the fake kernels and the autograd
+// formula are registered from Python (vgrpo/ops/library.py), which also defines these schemas itself
+// when this library is not built.
 TORCH_LIBRARY(vgrpo, m) {
-  m.def("elbo_fwd(Tensor v_pred, Tensor x0, Tensor noise, Tensor t, Tensor? v_old, int weighting) "
-        "-> (Tensor loss, Tensor mse, Tensor mae, Tensor kl)");
-  m.def("elbo_bwd(Tensor grad_loss, Tensor grad_mse, Tensor grad_kl, Tensor v_pred, Tensor x0, "
-        "Tensor noise, Tensor t, Tensor? v_old, Tensor mae, int weighting) -> Tensor");
-  m.def("noise_latents(Tensor x0, Tensor noise, Tensor t, ScalarType out_dtype) -> Tensor");
+  m.def(contract::kElboFwdSchema);
+  m.def(contract::kElboBwdSchema);
+  m.def(contract::kNoiseLatentsSchema);
 }
 
 TORCH_LIBRARY_IMPL(vgrpo, CPU, m) {

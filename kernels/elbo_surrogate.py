@@ -21,53 +21,22 @@ import torch
 import triton
 import triton.language as tl
 
+from vgrpo.kernels.common import BLOCK_D, load_x0_noise, row_and_block, row_setup
+from vgrpo.ops.checks import WEIGHTING_CODES
 from vgrpo.ops.reference import MAE_EPS
 
-BLOCK_D = 1024
-"""Elements one program handles per loop step."""
-
-
-@triton.jit
-def _row_setup(row, t_ptr, K, D, SHARED_NOISE: tl.constexpr, PER_SAMPLE_T: tl.constexpr):
-    """Offsets of row (n, k) in x0, noise and v_pred / z (int64: N*K*D may exceed 2^31), and its
-    timestep t (whose dtype is the accumulation dtype)."""
-    n = row // K
-    k = row % K
-    x0_off = n.to(tl.int64) * D
-    row_off = row.to(tl.int64) * D
-    if SHARED_NOISE:
-        noise_off = k.to(tl.int64) * D
-    else:
-        noise_off = row_off
-    if PER_SAMPLE_T:
-        t = tl.load(t_ptr + row)
-    else:
-        t = tl.load(t_ptr + k)
-    return x0_off, noise_off, row_off, t
-
-
-@triton.jit
-def _row_and_block(N_BLOCKS):
-    """(row, block of BLOCK elements) of this program on a 1-D grid of rows * N_BLOCKS programs
-    (grid dimensions beyond the first are limited to 65535 on CUDA)."""
-    pid = tl.program_id(0).to(tl.int64)
-    return (pid // N_BLOCKS).to(tl.int32), pid % N_BLOCKS
-
-
-@triton.jit
-def _load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t):
-    """One block of x0[n] and noise[k] (or noise[n, k]) in t's dtype."""
-    x = tl.load(x0_ptr + x0_off + cols, mask=mask, other=0.0).to(t.dtype)
-    e = tl.load(noise_ptr + noise_off + cols, mask=mask, other=0.0).to(t.dtype)
-    return x, e
+WEIGHTING_ADAPTIVE: tl.constexpr = tl.constexpr(WEIGHTING_CODES["adaptive"])
+WEIGHTING_V: tl.constexpr = tl.constexpr(WEIGHTING_CODES["v"])
+WEIGHTING_EPS: tl.constexpr = tl.constexpr(WEIGHTING_CODES["eps"])
+"""Weighting codes the kernels branch on (vgrpo.ops.checks.WEIGHTING_CODES; "x" takes the default)."""
 
 
 @triton.jit
 def _error_scale(t, WEIGHTING: tl.constexpr):
     """c(t): t for adaptive / x, 1 for v, 1 - t for eps."""
-    if WEIGHTING == 2:
+    if WEIGHTING == WEIGHTING_V:
         c = t * 0.0 + 1.0
-    elif WEIGHTING == 3:
+    elif WEIGHTING == WEIGHTING_EPS:
         c = 1.0 - t
     else:
         c = t
@@ -83,7 +52,7 @@ def _elbo_fwd_partial(
 ):  # fmt: skip
     row = tl.program_id(0)
     chunk = tl.program_id(1)
-    x0_off, noise_off, v_off, t = _row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
+    x0_off, noise_off, v_off, t = row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
     acc_ty = t.dtype
     c = _error_scale(t, WEIGHTING)
     s2 = tl.zeros([BLOCK], dtype=acc_ty)
@@ -94,7 +63,7 @@ def _elbo_fwd_partial(
         cols = begin + start + tl.arange(0, BLOCK)
         mask = cols < D
         v = tl.load(v_ptr + v_off + cols, mask=mask, other=0.0).to(acc_ty)
-        x, e = _load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
+        x, e = load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
         err = c * (v - (e - x))
         s2 += err * err
         s1 += tl.abs(err)
@@ -127,7 +96,7 @@ def _elbo_fwd_finish(
         s3 += tl.load(base + 2, mask=mask, other=0.0).to(acc_ty)
     mse = tl.sum(s2, axis=0) / D
     mae = tl.sum(s1, axis=0) / D
-    if WEIGHTING == 0:
+    if WEIGHTING == WEIGHTING_ADAPTIVE:
         loss = mse / (mae + MAE_EPS_)
     else:
         loss = mse
@@ -144,13 +113,13 @@ def _elbo_bwd(
     WEIGHTING: tl.constexpr, SHARED_NOISE: tl.constexpr, PER_SAMPLE_T: tl.constexpr,
     HAS_OLD: tl.constexpr, MAE_EPS_: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    row, block = _row_and_block(N_BLOCKS)
-    x0_off, noise_off, v_off, t = _row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
+    row, block = row_and_block(N_BLOCKS)
+    x0_off, noise_off, v_off, t = row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
     acc_ty = t.dtype
     c = _error_scale(t, WEIGHTING)
     g_mse = tl.load(g_mse_ptr + row).to(acc_ty)
     g_loss = tl.load(g_loss_ptr + row).to(acc_ty)
-    if WEIGHTING == 0:
+    if WEIGHTING == WEIGHTING_ADAPTIVE:
         mae = tl.load(mae_ptr + row).to(acc_ty)
         g_mse += g_loss / (mae + MAE_EPS_)
     else:
@@ -159,7 +128,7 @@ def _elbo_bwd(
     cols = block * BLOCK + tl.arange(0, BLOCK)
     mask = cols < D
     v = tl.load(v_ptr + v_off + cols, mask=mask, other=0.0).to(acc_ty)
-    x, e = _load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
+    x, e = load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
     grad = a * (v - (e - x))
     if HAS_OLD:
         b = 2.0 * t * t * tl.load(g_kl_ptr + row).to(acc_ty) / D

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vgrpo.kernels.elbo_surrogate import BLOCK_D, _load_x0_noise, _row_and_block, _row_setup
+from vgrpo.kernels.common import BLOCK_D, load_x0_noise, row_and_block, row_setup
 
 
 @triton.jit
@@ -19,11 +19,11 @@ def _noise_latents(
     x0_ptr, noise_ptr, t_ptr, z_ptr, K, D, N_BLOCKS,
     SHARED_NOISE: tl.constexpr, PER_SAMPLE_T: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    row, block = _row_and_block(N_BLOCKS)
-    x0_off, noise_off, z_off, t = _row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
+    row, block = row_and_block(N_BLOCKS)
+    x0_off, noise_off, z_off, t = row_setup(row, t_ptr, K, D, SHARED_NOISE, PER_SAMPLE_T)
     cols = block * BLOCK + tl.arange(0, BLOCK)
     mask = cols < D
-    x, e = _load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
+    x, e = load_x0_noise(x0_ptr, noise_ptr, x0_off, noise_off, cols, mask, t)
     z = (1.0 - t) * x + t * e
     if z_ptr.dtype.element_ty == tl.bfloat16:
         z = z.to(tl.float32)  # fp64 -> bf16 has no direct conversion in the interpreter

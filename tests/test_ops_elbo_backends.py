@@ -15,7 +15,7 @@ import torch
 from tests.ops_cases import HAS_CUDA, elbo_inputs, flat, skip_no_cpp, skip_no_triton
 from vgrpo.ops import elbo_surrogate
 from vgrpo.ops.backends import resolve_backend
-from vgrpo.ops.library import WEIGHTING_CODES
+from vgrpo.ops.checks import WEIGHTING_CODES
 from vgrpo.ops.reference import elbo_surrogate_reference
 
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")

@@ -110,6 +110,37 @@ def test_noising_bad_arguments(backend):
         noise_latents(x, e.double(), t, backend=backend)
 
 
+NOISING_CASES = [
+    ("x0 not a tensor", lambda x, e, t: (x.tolist(), e, t), TypeError, r"x0 must be a torch.Tensor, got list"),
+    ("x0 rank", lambda x, e, t: (x[:, 0, 0], e, t), ValueError, r"x0 must be \[N, \*latent\], got shape \[2\]"),
+    ("x0 int", lambda x, e, t: (x.int(), e.int(), t), TypeError, r"x0 must be a floating tensor"),
+    ("x0 empty", lambda x, e, t: (x[:0], e, t), ValueError, r"x0 must be non-empty, got shape \[0, 4, 5\]"),
+    ("t rank", lambda x, e, t: (x, e, t[None, None]), ValueError, r"t must be \[K\] or \[N, K\] with N = 2"),
+    ("t int", lambda x, e, t: (x, e, t.int()), TypeError, r"t must be a floating tensor"),
+    ("noise device", lambda x, e, t: (x, e.to("meta"), t), ValueError, r"noise is on meta but x0 is on"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("what,mutate,error,match", NOISING_CASES, ids=[c[0] for c in NOISING_CASES])
+def test_noising_bad_argument_message(backend, what, mutate, error, match):
+    _, x, e, t, _ = _case(backend)
+    with pytest.raises(error, match=match):
+        noise_latents(*mutate(x, e, t), backend=backend)
+
+
+def test_noising_and_elbo_word_a_bad_noise_alike():
+    """Both ops run the same shape check, so the same bad noise gets the same sentence."""
+    v, x, e, t, _ = _case("torch")
+    messages = []
+    for call in (lambda: noise_latents(x, e[:2], t), lambda: elbo_surrogate(v, x, e[:2], t)):
+        with pytest.raises(ValueError) as info:
+            call()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == (
+        "noise must be [K, *latent] = [3, 4, 5] (shared) or [N, K, *latent] = [2, 3, 4, 5], got [2, 4, 5]")
+
+
 def test_unknown_backend_and_weighting():
     v, x, e, t, _ = _case("torch")
     with pytest.raises(ValueError, match="backend must be one of"):

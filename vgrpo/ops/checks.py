@@ -1,7 +1,14 @@
-"""Input validation shared by every backend of the ELBO ops.
+"""The contract of the fused ops, defined once for every backend and both languages.
 
-Every backend (torch reference, C++, Triton) calls `check_elbo_inputs` first, so a bad call gets
-the same message, naming the argument and the expected shape, whichever backend would have run.
+- `WEIGHTING_CODES`: each weighting's name and the int the kernels receive (the registry of valid
+  weightings; `WEIGHTINGS` is its names).
+- `SCHEMAS`: the schemas of `vgrpo::elbo_fwd`, `vgrpo::elbo_bwd`, `vgrpo::noise_latents`.
+  csrc/contract.h is generated from these two tables (`python -m vgrpo.ops.contract_header`), and
+  tests/test_ops_contract.py fails when it differs; the Triton kernels import the codes.
+- `check_elbo_inputs` / `check_noising_inputs`: every backend (torch reference, C++, Triton) is
+  reached through them, so a bad call gets the same message, naming the argument and the expected
+  shape, whichever backend would have run.
+
 Metadata checks (shape, dtype, device) are free and always eager. Value checks (t in (0, 1],
 finiteness) are skipped while torch.compile traces; `elbo_surrogate`'s `check_values` picks how
 they are paid for (see `check_elbo_values` and `check_terms_finite`).
@@ -9,12 +16,25 @@ they are paid for (see `check_elbo_values` and `check_terms_finite`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-WEIGHTINGS = ("adaptive", "x", "v", "eps")
+
+WEIGHTING_CODES = {"adaptive": 0, "x": 1, "v": 2, "eps": 3}
+"""Weighting name -> the int it is passed as to the kernels (codes run 0, 1, ... without gaps)."""
+WEIGHTINGS = tuple(WEIGHTING_CODES)
+
+SCHEMAS = {
+    "elbo_fwd": "(Tensor v_pred, Tensor x0, Tensor noise, Tensor t, Tensor? v_old, int weighting) "
+    "-> (Tensor loss, Tensor mse, Tensor mae, Tensor kl)",
+    "elbo_bwd": "(Tensor grad_loss, Tensor grad_mse, Tensor grad_kl, Tensor v_pred, Tensor x0, "
+    "Tensor noise, Tensor t, Tensor? v_old, Tensor mae, int weighting) -> Tensor",
+    "noise_latents": "(Tensor x0, Tensor noise, Tensor t, ScalarType out_dtype) -> Tensor",
+}
+"""Op name (namespace `vgrpo`) -> its schema after the name."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +53,12 @@ class ElboShapes:
     per_sample_t: bool
 
 
+def _dims(*sizes: int) -> str:
+    return "[" + ", ".join(str(s) for s in sizes) + "]"
+
+
 def _shape(t: torch.Tensor) -> str:
-    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+    return _dims(*t.shape)
 
 
 def check_elbo_inputs(
@@ -53,34 +77,21 @@ def check_elbo_inputs(
     Raises ValueError / TypeError naming the offending argument. Values are checked as
     `check_elbo_values(check_values, ...)` says.
     """
-    for name, tensor in (("v_pred", v_pred), ("x0", x0), ("noise", noise), ("t", t)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    _check_are_tensors(v_pred=v_pred, x0=x0, noise=noise, t=t)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if v_pred.dim() < 3:
         raise ValueError(
             f"v_pred must be [N, K, *latent] with at least one latent dim, got shape {_shape(v_pred)}"
         )
-    if v_pred.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"v_pred must be a floating tensor (fp16/bf16/fp32/fp64), got {v_pred.dtype}")
+    _check_floating("v_pred", v_pred)
     n, k = v_pred.shape[0], v_pred.shape[1]
     latent = tuple(v_pred.shape[2:])
-    latent_str = ", ".join(str(s) for s in latent)
-    if n == 0 or k == 0 or v_pred.numel() == 0:
-        raise ValueError(f"v_pred must be non-empty, got shape {_shape(v_pred)}")
+    _check_non_empty("v_pred", v_pred)
 
     if tuple(x0.shape) != (n, *latent):
-        raise ValueError(f"x0 must be [N, *latent] = [{n}, {latent_str}], got {_shape(x0)}")
-    if tuple(noise.shape) == (k, *latent):
-        shared_noise = True
-    elif tuple(noise.shape) == (n, k, *latent):
-        shared_noise = False
-    else:
-        raise ValueError(
-            f"noise must be [K, *latent] = [{k}, {latent_str}] (shared) or "
-            f"[N, K, *latent] = [{n}, {k}, {latent_str}], got {_shape(noise)}"
-        )
+        raise ValueError(f"x0 must be [N, *latent] = {_dims(n, *latent)}, got {_shape(x0)}")
+    shared_noise = _noise_is_shared(noise, n, k, latent)
     if tuple(t.shape) == (k,):
         per_sample_t = False
     elif tuple(t.shape) == (n, k):
@@ -93,22 +104,74 @@ def check_elbo_inputs(
         if v_old.shape != v_pred.shape:
             raise ValueError(f"v_old must have v_pred's shape {_shape(v_pred)}, got {_shape(v_old)}")
 
-    named = [("x0", x0), ("noise", noise)] + ([("v_old", v_old)] if v_old is not None else [])
-    for name, tensor in named:
-        if tensor.dtype != v_pred.dtype:
-            raise TypeError(f"{name} must have v_pred's dtype {v_pred.dtype}, got {tensor.dtype}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"t must be a floating tensor, got {t.dtype}")
-    for name, tensor in named + [("t", t)]:
-        if tensor.device != v_pred.device:
-            raise ValueError(f"{name} is on {tensor.device} but v_pred is on {v_pred.device}")
+    others = {"x0": x0, "noise": noise} | ({"v_old": v_old} if v_old is not None else {})
+    _check_dtypes_and_devices("v_pred", v_pred, t, **others)
 
     check_elbo_values(check_values, v_pred, x0, noise, t, v_old)
 
-    d = 1
-    for s in latent:
-        d *= s
-    return ElboShapes(n=n, k=k, d=d, shared_noise=shared_noise, per_sample_t=per_sample_t)
+    return ElboShapes(n=n, k=k, d=math.prod(latent), shared_noise=shared_noise, per_sample_t=per_sample_t)
+
+
+def check_noising_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> None:
+    """Validate the arguments of `noise_latents`.
+
+    Expected shapes: x0 [N, *latent], noise [K, *latent] or [N, K, *latent], t [K] or [N, K] with
+    values in (0, 1] (checked unless torch.compile traces). Raises ValueError / TypeError naming
+    the offending argument, in the words `check_elbo_inputs` uses.
+    """
+    _check_are_tensors(x0=x0, noise=noise, t=t)
+    if x0.dim() < 2:
+        raise ValueError(f"x0 must be [N, *latent], got shape {_shape(x0)}")
+    _check_floating("x0", x0)
+    _check_non_empty("x0", x0)
+    n, latent = x0.shape[0], tuple(x0.shape[1:])
+    if t.dim() not in (1, 2) or (t.dim() == 2 and t.shape[0] != n):
+        raise ValueError(f"t must be [K] or [N, K] with N = {n}, got shape {_shape(t)}")
+    _noise_is_shared(noise, n, t.shape[-1], latent)
+    _check_dtypes_and_devices("x0", x0, t, noise=noise)
+    if not torch.compiler.is_compiling():
+        check_t_values(t)
+
+
+def _check_are_tensors(**tensors: object) -> None:
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+
+
+def _check_floating(name: str, tensor: torch.Tensor) -> None:
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor (fp16/bf16/fp32/fp64), got {tensor.dtype}")
+
+
+def _check_non_empty(name: str, tensor: torch.Tensor) -> None:
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {_shape(tensor)}")
+
+
+def _noise_is_shared(noise: torch.Tensor, n: int, k: int, latent: tuple[int, ...]) -> bool:
+    """True for noise [K, *latent] (one draw shared by the N samples), False for [N, K, *latent]."""
+    if tuple(noise.shape) == (k, *latent):
+        return True
+    if tuple(noise.shape) == (n, k, *latent):
+        return False
+    raise ValueError(
+        f"noise must be [K, *latent] = {_dims(k, *latent)} (shared) or "
+        f"[N, K, *latent] = {_dims(n, k, *latent)}, got {_shape(noise)}"
+    )
+
+
+def _check_dtypes_and_devices(
+    main_name: str, main: torch.Tensor, t: torch.Tensor, **others: torch.Tensor
+) -> None:
+    """`others` in `main`'s dtype, t floating (any precision), and all of them on `main`'s device."""
+    for name, tensor in others.items():
+        if tensor.dtype != main.dtype:
+            raise TypeError(f"{name} must have {main_name}'s dtype {main.dtype}, got {tensor.dtype}")
+    _check_floating("t", t)
+    for name, tensor in (others | {"t": t}).items():
+        if tensor.device != main.device:
+            raise ValueError(f"{name} is on {tensor.device} but {main_name} is on {main.device}")
 
 
 def check_elbo_values(

@@ -1,8 +1,10 @@
 """Registration of the fused ops `vgrpo::elbo_fwd`, `vgrpo::elbo_bwd`, `vgrpo::noise_latents`.
 
-- Schema and CPU kernel: the C++ library `vgrpo._C` (csrc/elbo_surrogate.cpp, OpenMP), loaded here.
-  When it was not built (VGRPO_BUILD_CPP=0) or does not load, the schemas are defined from Python
-  instead, backend "cpp" is unavailable and "auto" uses the PyTorch reference on CPU (logged once).
+- Schema and CPU kernel: the C++ library `vgrpo._C` (csrc/elbo_surrogate.cpp, OpenMP), loaded here;
+  it defines the schemas of `vgrpo.ops.checks.SCHEMAS` (through the generated csrc/contract.h).
+  When it was not built (VGRPO_BUILD_CPP=0) or does not load, the schemas are defined from
+  `SCHEMAS` here instead, backend "cpp" is unavailable and "auto" uses the PyTorch reference on
+  CPU (logged once).
 - CUDA kernel: the Triton launchers of `vgrpo.kernels` (imported lazily, on first CUDA call).
 - Fake (meta) kernels, so torch.compile(fullgraph=True) traces callers without graph breaks.
 - Autograd of `elbo_fwd` (grad wrt v_pred only; mae is stop-gradient) through `elbo_bwd`, which
@@ -20,22 +22,10 @@ import logging
 import torch
 
 from vgrpo.ops.backends import BACKEND_AVAILABLE
+from vgrpo.ops.checks import SCHEMAS, WEIGHTING_CODES
 from vgrpo.ops.reference import ElboTerms, compute_dtype
 
 log = logging.getLogger(__name__)
-
-WEIGHTING_CODES = {"adaptive": 0, "x": 1, "v": 2, "eps": 3}
-"""The int each weighting is passed as to the kernels (same table in csrc/ and kernels/)."""
-
-SCHEMAS = {
-    "elbo_fwd": "(Tensor v_pred, Tensor x0, Tensor noise, Tensor t, Tensor? v_old, int weighting) "
-    "-> (Tensor loss, Tensor mse, Tensor mae, Tensor kl)",
-    "elbo_bwd": "(Tensor grad_loss, Tensor grad_mse, Tensor grad_kl, Tensor v_pred, Tensor x0, "
-    "Tensor noise, Tensor t, Tensor? v_old, Tensor mae, int weighting) -> Tensor",
-    "noise_latents": "(Tensor x0, Tensor noise, Tensor t, ScalarType out_dtype) -> Tensor",
-}
-"""Same schemas as TORCH_LIBRARY in csrc/elbo_surrogate.cpp; used only when that library is absent."""
-
 
 def _load_cpp() -> str | None:
     """Load vgrpo._C; return None on success, else the reason it is unavailable."""
