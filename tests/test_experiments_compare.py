@@ -61,7 +61,9 @@ def test_selection_seeds_iterations_and_extra_overrides_apply_last():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[groups.a]\nruns.x = { algorithm.no_such_key = 1 }', "a/x (seed 0): unknown config key algorithm.no_such_key"),
+    ('[groups.a]\nruns.x = { algorithm.no_such_key = 1 }', "a/x: unknown config key algorithm.no_such_key"),
+    ('[groups.a]\nruns.x = { eval.every = -1 }', "a/x: eval.every must be >= 0"),
+    ('[groups.a-b]\nruns.c = {}\n[groups.a]\nruns.b-c = { optim.lr = 1e-4 }', "folder name a-b-c-seed0 is another"),
     ('[groups.a]\nruns.x = { algorithm.num_pairs = 0 }', "algorithm.num_pairs (N_MC) must be >= 1"),
     ('[groups.a]\nruns.x = { algorithm.stratified = "maybe" }', "cannot parse 'maybe' as bool"),
     ('[groups.a]\nruns.x = { job.seed = 3 }', "job.seed is set by the plan"),
@@ -149,15 +151,17 @@ def test_report_of_hand_made_runs_gives_the_expected_numbers(tmp_path, capsys):
     assert "| a | **x** | - | 0, 1 | 0.450 ± 0.071 | 0.450 ± 0.071 | 60 | 16 |" in report
     assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" in report
     assert "| ref | q | `optim.lr=0.0002` | 0 | 0.260 | 0.260 | 80 | 32 |" in report
+    assert "## Cost for a/x to reach ref/p's final score" in report and "32 s of training, 80 NFE" in report
     # the mean curve 0.10, 0.25, 0.45 reaches 0.30 a quarter of the way from iteration 2 to 4
-    assert ("a/x reaches it at iteration 2.5 after 10 s of training (31% of 32 s) and 38 NFE per image "
-            "(47% of 80)") in report
-    assert "## Cost to reach ref/p's final score 0.300" in report and "ref/q seed 1" in report
+    assert "| score | 0.300 | 2.5 | 10 | 31% | 38 | 47% |" in report
+    # gains 0, 0.15, 0.35 reach ref/p's gain 0.10 two thirds of the way to iteration 2
+    assert "| gain | 0.100 | 1.3 | 5 | 17% | 20 | 25% |" in report
+    assert "ref/q seed 1" in report
     data = json.loads((out / "results.json").read_text())
-    assert data["reach"]["nfe"] == pytest.approx(37.5) and data["reach"]["seconds"] == pytest.approx(10.0)
+    assert data["reach"][0]["nfe"] == pytest.approx(37.5) and data["reach"][0]["seconds"] == pytest.approx(10.0)
     assert [r["best_of_group"] for r in data["runs"]] == [True, True, False]
     assert (out / "score.png").stat().st_size > 0
-    assert "a/x reaches it" in capsys.readouterr().out
+    assert "| score | 0.300 | 2.5 |" in capsys.readouterr().out
 
 
 def test_best_differs_from_final_and_an_unreached_target_is_said(tmp_path):
@@ -169,7 +173,7 @@ def test_best_differs_from_final_and_an_unreached_target_is_said(tmp_path):
     assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
     report = (out / "report.md").read_text()
     assert "| a | **x** | - | 0, 1 | 0.200 ± 0.071 | 0.250 ± 0.071 |" in report
-    assert "a/x does not reach it" in report
+    assert "| score | 0.400 | not reached |" in report and "| gain | 0.200 | not reached |" in report
 
 
 def test_metrics_without_nfe_are_an_error_naming_file_and_key(tmp_path, capsys):

@@ -204,14 +204,16 @@ def resolve(plan: Plan) -> list[Training]:
             try:
                 cfg = parse_command(argv).config()
                 validate(cfg, 1)
+                if cfg.eval.every < 0:
+                    raise ConfigError("eval.every must be >= 0: the report compares held-out evaluations")
             except ConfigError as exc:
-                problems.append(f"{run.key} (seed {seed}): {exc}")
+                problems.append(f"{run.key}: {exc}")
                 continue
-            if cfg.eval.every < 0:
-                problems.append(f"{run.key}: eval.every must be >= 0: the report compares held-out evaluations")
-            training = trainings.setdefault(_comparable(cfg.to_dict()), Training(name, argv, json.loads(
-                json.dumps(cfg.to_dict()))))
+            key = _comparable(cfg.to_dict())
+            if key not in trainings and name in {t.name for t in trainings.values()}:
+                problems.append(f"{run.key}: its folder name {name} is another run's; rename the group or run")
+            training = trainings.setdefault(key, Training(name, argv, json.loads(json.dumps(cfg.to_dict()))))
             training.serves.append((run.key, seed))
     if problems:
-        raise PlanError(f"runs of {plan.source} cannot start:\n  - " + "\n  - ".join(problems))
+        raise PlanError(f"runs of {plan.source} cannot start:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
     return list(trainings.values())

@@ -7,8 +7,8 @@ of the evaluation after k iterations is the sum over train records 0..k-1. Per r
 the mean and sample std over seeds of the final and the best evaluation, and the total cost; per
 group it marks the best run (highest mean final score). With a [compare] section it measures where
 the candidate's mean curve over seeds (linear between evaluations) first reaches the final mean
-score of the reference group's best run, in training wall-clock and NFE, as fractions of what that
-run spent. A missing key is an error naming the file and the key, never a zero.
+score of the reference group's best run (and the same for the gain over iteration 0), in training
+wall-clock and NFE, as fractions of what that run spent. A missing key is an error naming the file and the key, never a zero.
 """
 
 from __future__ import annotations
@@ -115,8 +115,11 @@ def first_reach(xs: list[float], ys: list[float], target: float) -> float | None
 
 @dataclass
 class Reach:
-    """Where `candidate` first reaches `reference`'s final mean score, and what `reference` spent."""
+    """Where `candidate`'s mean curve first reaches `reference`'s final mean `measure` ("score", or
+    "gain" over each curve's own iteration 0, which discounts a different start), and what
+    `reference` spent in all."""
 
+    measure: str
     candidate: str
     reference: str
     target: float
@@ -155,24 +158,28 @@ def rows(plan: Plan, curves: dict[str, dict[int, Curve]]) -> list[Row]:
     return out
 
 
-def reach(plan: Plan, table: list[Row], curves: dict[str, dict[int, Curve]]) -> Reach | None:
-    """The cost-to-reach check of the plan's [compare] section, when both sides have finished runs."""
+def reach(plan: Plan, table: list[Row], curves: dict[str, dict[int, Curve]]) -> list[Reach]:
+    """The cost-to-reach checks (score and gain) of the plan's [compare] section, when both sides
+    have finished runs."""
     best = [r for r in table if r.group == plan.reference and r.best_of_group]
     if not best or not curves.get(plan.candidate or ""):
-        return None
-    ref = mean_curve(list(curves[f"{plan.reference}/{best[0].run}"].values()))
-    cand = mean_curve(list(curves[plan.candidate].values()))
-    target = ref.scores[-1]
-    return Reach(plan.candidate, f"{plan.reference}/{best[0].run}", target, ref.seconds[-1], ref.nfe[-1],
-                 first_reach([float(i) for i in cand.iterations], cand.scores, target),
-                 first_reach(cand.seconds, cand.scores, target), first_reach(cand.nfe, cand.scores, target))
+        return []
+    reference = f"{plan.reference}/{best[0].run}"
+    ref, cand = mean_curve(list(curves[reference].values())), mean_curve(list(curves[plan.candidate].values()))
+    out = []
+    for measure, ys, target in (("score", cand.scores, ref.scores[-1]), (
+            "gain", [y - cand.scores[0] for y in cand.scores], ref.scores[-1] - ref.scores[0])):
+        out.append(Reach(measure, plan.candidate, reference, target, ref.seconds[-1], ref.nfe[-1],
+                         *(first_reach(xs, ys, target) for xs in ([float(i) for i in cand.iterations], cand.seconds,
+                                                                  cand.nfe))))
+    return out
 
 
 def _share(part: float, whole: float) -> str:
     return f"{part / whole:.0%}" if whole > 0 else "-"
 
 
-def markdown(plan: Plan, table: list[Row], check: Reach | None, missing: list[str]) -> str:
+def markdown(plan: Plan, table: list[Row], checks: list[Reach], missing: list[str]) -> str:
     lines = [f"# {plan.title}", "", f"Plan {plan.source}; held-out `{plan.metric}`, mean ± sample std over seeds; "
              "cost = NFE per image (model forwards of rollout, behaviour / reference scoring and update) and "
              "training wall-clock (rollout + reward + update, evaluation excluded), summed over the run. "
@@ -183,15 +190,19 @@ def markdown(plan: Plan, table: list[Row], check: Reach | None, missing: list[st
         name = f"**{r.run}**" if r.best_of_group else r.run
         lines.append(f"| {r.group} | {name} | {f'`{r.change}`' if r.change else '-'} | "
                      f"{', '.join(map(str, r.seeds))} | {r.final} | {r.best} | {r.nfe.mean:.0f} | {r.seconds.mean:.0f} |")
-    if check is not None:
-        lines += ["", f"## Cost to reach {check.reference}'s final score {check.target:.3f}", ""]
-        if check.seconds is None:
-            lines.append(f"{check.candidate} does not reach it (mean over seeds).")
-        else:
-            lines.append(f"{check.candidate} reaches it at iteration {check.iteration:.1f} after "
-                         f"{check.seconds:.0f} s of training ({_share(check.seconds, check.reference_seconds)} of "
-                         f"{check.reference_seconds:.0f} s) and {check.nfe:.0f} NFE per image "
-                         f"({_share(check.nfe, check.reference_nfe)} of {check.reference_nfe:.0f}).")
+    if checks:
+        c = checks[0]
+        lines += ["", f"## Cost for {c.candidate} to reach {c.reference}'s final score", "",
+                  f"Where {c.candidate}'s mean curve over seeds (linear between evaluations) first reaches the "
+                  f"final mean of {c.reference} (the best run of its group), against all that run spent: "
+                  f"{c.reference_seconds:.0f} s of training, {c.reference_nfe:.0f} NFE per image. The gain row "
+                  "measures both from their own iteration 0.", "",
+                  "| measure | target | at iteration | training s | share | NFE per image | share |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in checks:
+            lines.append(f"| {c.measure} | {c.target:.3f} | " + ("not reached | - | - | - | - |" if c.seconds is None
+                         else f"{c.iteration:.1f} | {c.seconds:.0f} | {_share(c.seconds, c.reference_seconds)} | "
+                         f"{c.nfe:.0f} | {_share(c.nfe, c.reference_nfe)} |"))
     if missing:
         lines += ["", "Not finished: " + "; ".join(missing) + "."]
     return "\n".join(lines) + "\n"
@@ -233,10 +244,10 @@ def write_report(plan: Plan, trainings: list[Training], out: Path) -> list[Path]
     table = rows(plan, curves)
     if not table:
         return []
-    check = reach(plan, table, curves)
+    checks = reach(plan, table, curves)
     paths = [out / "report.md", out / "results.json", out / "score.png"]
-    paths[0].write_text(markdown(plan, table, check, missing))
-    paths[1].write_text(json.dumps({"runs": [asdict(r) for r in table], "reach": check and asdict(check),
+    paths[0].write_text(markdown(plan, table, checks, missing))
+    paths[1].write_text(json.dumps({"runs": [asdict(r) for r in table], "reach": [asdict(c) for c in checks],
                                     "missing": missing}, indent=1) + "\n")
     plot(plan, curves, paths[2])
     return paths
