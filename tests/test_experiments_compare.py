@@ -148,9 +148,9 @@ def test_report_of_hand_made_runs_gives_the_expected_numbers(tmp_path, capsys):
     fake_run(out / "ref-q-seed0", [0.20, 0.22, 0.26], **flow)  # q is not finished for seed 1
     assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
     report = (out / "report.md").read_text()
-    assert "| a | **x** | - | 0, 1 | 0.450 ± 0.071 | 0.450 ± 0.071 | 60 | 16 |" in report
-    assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" in report
-    assert "| ref | q | `optim.lr=0.0002` | 0 | 0.260 | 0.260 | 80 | 32 |" in report
+    assert "| a | **x** | - | 0, 1 | 0.100 ± 0.000 | 0.450 ± 0.071 | 0.450 ± 0.071 | 60 | 16 |" in report
+    assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.200 ± 0.000 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" in report
+    assert "| ref | q | `optim.lr=0.0002` | 0 | 0.200 | 0.260 | 0.260 | 80 | 32 |" in report
     assert "## Cost for a/x to reach ref/p's final score" in report and "32 s of training, 80 NFE" in report
     # the mean curve 0.10, 0.25, 0.45 reaches 0.30 a quarter of the way from iteration 2 to 4
     assert "| score | 0.300 | 2.5 | 10 | 31% | 38 | 47% |" in report
@@ -172,7 +172,7 @@ def test_best_differs_from_final_and_an_unreached_target_is_said(tmp_path):
         fake_run(out / f"ref-p-seed{seed}", [0.2, 0.3, 0.4])
     assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
     report = (out / "report.md").read_text()
-    assert "| a | **x** | - | 0, 1 | 0.200 ± 0.071 | 0.250 ± 0.071 |" in report
+    assert "| a | **x** | - | 0, 1 | 0.100 ± 0.000 | 0.200 ± 0.071 | 0.250 ± 0.071 |" in report
     assert "| score | 0.400 | not reached |" in report and "| gain | 0.200 | not reached |" in report
 
 

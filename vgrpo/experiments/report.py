@@ -4,7 +4,7 @@ Each train record of metrics.jsonl holds the iteration's forwards per image (nfe
 nfe_update) and its training time (time_rollout_s + time_reward_s + time_update_s; evaluation is not
 training cost); each eval record the evaluator's metrics, among them the plan's `metric`. The cost
 of the evaluation after k iterations is the sum over train records 0..k-1. Per run the report gives
-the mean and sample std over seeds of the final and the best evaluation, and the total cost; per
+the mean and sample std over seeds of the first, the final and the best evaluation, and the total cost; per
 group it marks the best run (highest mean final score). With a [compare] section it measures where
 the candidate's mean curve over seeds (linear between evaluations) first reaches the final mean
 score of the reference group's best run (and the same for the gain over iteration 0), in training
@@ -96,6 +96,7 @@ class Row:
     run: str
     change: str
     seeds: list[int]
+    start: Stat
     final: Stat
     best: Stat
     nfe: Stat
@@ -150,7 +151,8 @@ def rows(plan: Plan, curves: dict[str, dict[int, Curve]]) -> list[Row]:
     for run in plan.runs:
         c = curves[run.key]
         if c:
-            out.append(Row(run.group, run.name, run.change, sorted(c), stat([x.scores[-1] for x in c.values()]),
+            out.append(Row(run.group, run.name, run.change, sorted(c), stat([x.scores[0] for x in c.values()]),
+                           stat([x.scores[-1] for x in c.values()]),
                            stat([max(x.scores) for x in c.values()]), stat([x.nfe[-1] for x in c.values()]),
                            stat([x.seconds[-1] for x in c.values()])))
     for group in dict.fromkeys(r.group for r in out):
@@ -184,12 +186,12 @@ def markdown(plan: Plan, table: list[Row], checks: list[Reach], missing: list[st
              "cost = NFE per image (model forwards of rollout, behaviour / reference scoring and update) and "
              "training wall-clock (rollout + reward + update, evaluation excluded), summed over the run. "
              "**Bold**: the best run of its group (highest mean final score).", "",
-             "| group | run | overrides | seeds | final | best | NFE per image | training s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| group | run | overrides | seeds | start | final | best | NFE per image | training s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         name = f"**{r.run}**" if r.best_of_group else r.run
         lines.append(f"| {r.group} | {name} | {f'`{r.change}`' if r.change else '-'} | "
-                     f"{', '.join(map(str, r.seeds))} | {r.final} | {r.best} | {r.nfe.mean:.0f} | {r.seconds.mean:.0f} |")
+                     f"{', '.join(map(str, r.seeds))} | {r.start} | {r.final} | {r.best} | {r.nfe.mean:.0f} | {r.seconds.mean:.0f} |")
     if checks:
         c = checks[0]
         lines += ["", f"## Cost for {c.candidate} to reach {c.reference}'s final score", "",
