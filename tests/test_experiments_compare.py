@@ -94,7 +94,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
 
 
 def test_dry_run_prints_every_training_and_its_command_and_writes_nothing(tmp_path, capsys):
-    assert compare.main(["--out", str(tmp_path / "out"), "--only", "vgrpo", "control", "--seeds", "0", "--dry-run"]) == 0
+    argv = ["--out", str(tmp_path / "out"), "--only", "vgrpo", "control", "--seeds", "0", "--dry-run"]
+    assert compare.main(argv) == 0
     out = capsys.readouterr().out
     assert "5 runs x 1 seeds = 4 trainings" in out
     assert "vgrpo-default-seed0: to train (also control/clip)" in out
@@ -149,7 +150,8 @@ def test_report_of_hand_made_runs_gives_the_expected_numbers(tmp_path, capsys):
     assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
     report = (out / "report.md").read_text()
     assert "| a | **x** | - | 0, 1 | 0.100 ± 0.000 | 0.450 ± 0.071 | 0.450 ± 0.071 | 60 | 16 |" in report
-    assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.200 ± 0.000 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" in report
+    assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.200 ± 0.000 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" \
+        in report
     assert "| ref | q | `optim.lr=0.0002` | 0 | 0.200 | 0.260 | 0.260 | 80 | 32 |" in report
     assert "## Cost for a/x to reach ref/p's final score" in report and "32 s of training, 80 NFE" in report
     # the mean curve 0.10, 0.25, 0.45 reaches 0.30 a quarter of the way from iteration 2 to 4

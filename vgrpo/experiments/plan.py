@@ -143,9 +143,9 @@ def load_plan(path: str | Path = SHIPPED_PLAN) -> Plan:
             runs.append(Run(group, name, preset, budget + own, " ".join(shown)))
     if not runs:
         raise PlanError(f"plan {path}: no groups ([groups.NAME] with runs.RUN = {{...}})")
-    compare = _get(data, "compare", dict, {}, str(path))
-    plan = Plan(path, _get(data, "title", str, path.stem, str(path)), Path(_get(data, "out", str, "runs/compare", str(path))),
-                tuple(seeds), _get(data, "metric", str, "score/overall", str(path)), tuple(runs),
+    compare, where = _get(data, "compare", dict, {}, str(path)), str(path)
+    plan = Plan(path, _get(data, "title", str, path.stem, where), Path(_get(data, "out", str, "runs/compare", where)),
+                tuple(seeds), _get(data, "metric", str, "score/overall", where), tuple(runs),
                 compare.get("candidate"), compare.get("reference"))
     if plan.candidate is not None and plan.candidate not in {r.key for r in runs}:
         raise PlanError(f"plan {path}: [compare] candidate {plan.candidate!r} is not a GROUP/RUN of the plan")

@@ -4,11 +4,12 @@ Each train record of metrics.jsonl holds the iteration's forwards per image (nfe
 nfe_update) and its training time (time_rollout_s + time_reward_s + time_update_s; evaluation is not
 training cost); each eval record the evaluator's metrics, among them the plan's `metric`. The cost
 of the evaluation after k iterations is the sum over train records 0..k-1. Per run the report gives
-the mean and sample std over seeds of the first, the final and the best evaluation, and the total cost; per
-group it marks the best run (highest mean final score). With a [compare] section it measures where
-the candidate's mean curve over seeds (linear between evaluations) first reaches the final mean
-score of the reference group's best run (and the same for the gain over iteration 0), in training
-wall-clock and NFE, as fractions of what that run spent. A missing key is an error naming the file and the key, never a zero.
+the mean and sample std over seeds of the first, the final and the best evaluation, and the total
+cost; per group it marks the best run (highest mean final score). With a [compare] section it
+measures where the candidate's mean curve over seeds (linear between evaluations) first reaches
+the final mean score of the reference group's best run (and the same for the gain over iteration
+0), in training wall-clock and NFE, as fractions of what that run spent. A missing key is an error
+naming the file and the key, never a zero.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def markdown(plan: Plan, table: list[Row], checks: list[Reach], missing: list[st
     for r in table:
         name = f"**{r.run}**" if r.best_of_group else r.run
         lines.append(f"| {r.group} | {name} | {f'`{r.change}`' if r.change else '-'} | "
-                     f"{', '.join(map(str, r.seeds))} | {r.start} | {r.final} | {r.best} | {r.nfe.mean:.0f} | {r.seconds.mean:.0f} |")
+                     f"{', '.join(map(str, r.seeds))} | {r.start} | {r.final} | {r.best} | {r.nfe.mean:.0f} | "
+                     f"{r.seconds.mean:.0f} |")
     if checks:
         c = checks[0]
         lines += ["", f"## Cost for {c.candidate} to reach {c.reference}'s final score", "",
