@@ -1,331 +1,261 @@
-"""The comparison of V-GRPO against Flow-GRPO and the ablations (`vgrpo.experiments`): the
-collector on synthetic metrics, the reach interpolation, the report files, the CLI's plan and
-argument errors, and one end-to-end run of two tiny V-GRPO trainings."""
+"""`python -m vgrpo.experiments.compare`: the shipped plan resolves to valid trainer configs, plans are
+checked before anything trains, --dry-run prints the commands, the report's numbers on hand-made
+run folders, and one tiny end-to-end run of the subprocess runner."""
 
 from __future__ import annotations
 
-import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from vgrpo.experiments import compare
-from vgrpo.experiments.aggregate import GAIN, SCORE, first_reach, mean_curve, target_check
-from vgrpo.experiments.collect import MetricsError, collect_plan, collect_run
-from vgrpo.experiments.plan import FLOWGRPO, VGRPO, Budget, PlanError, build_plan
-from vgrpo.experiments.resolve import resolve_config
-from vgrpo.experiments.runner import launch_subprocess
-
-CATEGORIES = ("colors", "counting")
+from vgrpo.experiments.plan import SHIPPED_PLAN, PlanError, Training, load_plan, resolve, select
+from vgrpo.experiments.report import ReportError, first_reach, read_curve
+from vgrpo.experiments.runner import run_one
 
 
-def train_record(iteration: int, *, nfe=(8.0, 3.0, 4.0), seconds=(1.0, 0.5, 2.5), cv=0.2, **extra) -> dict:
-    record = {"iteration": iteration, "kind": "train", "reward_mean": 0.1,
-              "time_rollout_s": seconds[0], "time_reward_s": seconds[1], "time_update_s": seconds[2],
-              "surrogate_cv": cv, "surrogate_cv_within_group": cv / 4, **extra}
-    if nfe is not None:
-        record.update(nfe_rollout=nfe[0], nfe_old=nfe[1], nfe_update=nfe[2])
-    return record
-
-
-def eval_record(iteration: int, score: float) -> dict:
-    record = {"iteration": iteration, "kind": "eval", "score/overall": score, "accuracy/overall": score / 2,
-              "time_eval_s": 99.0}
-    for i, c in enumerate(CATEGORIES):
-        record[f"score/{c}"] = score + 0.01 * i
-        record[f"accuracy/{c}"] = score / 2
-    return record
-
-
-def write_metrics(path: Path, records: list[dict]) -> Path:
+def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.write_text(text)
     return path
 
 
-def fake_run(spec, scores: list[float], *, every: int, nfe=(8.0, 3.0, 4.0), seconds=(1.0, 0.5, 2.5)) -> None:
-    """A finished run folder of `spec` whose evaluations at 0, every, 2 every, ... score `scores`."""
-    iterations = every * (len(scores) - 1)
-    records = []
-    for i in range(iterations + 1):
-        if i % every == 0:
-            records.append(eval_record(i, scores[i // every]))
-        if i < iterations:
-            cv = 0.3 if spec.variant.key == "no-sharing" else 0.1
-            records.append(train_record(i, nfe=nfe, seconds=seconds, cv=cv))
-    write_metrics(spec.run_dir / "metrics.jsonl", records)
-    (spec.run_dir / "config.json").write_text(json.dumps(resolve_config(spec).to_dict()))
-    (spec.run_dir / "summary.json").write_text("{}")
+# ----------------------------------------------------------------------------- the plan
 
 
-# ----------------------------------------------------------------------------- collector
+def test_shipped_plan_resolves_every_run_to_a_valid_trainer_config():
+    plan = load_plan()
+    assert plan.seeds == (0, 1, 2) and plan.metric == "score/overall"
+    runs = {g: [r.name for r in plan.runs if r.group == g] for g in dict.fromkeys(r.group for r in plan.runs)}
+    assert len(runs["flowgrpo"]) >= 3  # the fair search
+    assert runs["sharing"] == ["none", "group", "batch"] and runs["stratified"] == ["on", "off"]
+    assert runs["weighting"] == ["adaptive", "x", "v", "eps"] and runs["num_pairs"] == ["2", "4", "8"]
+    assert {"clip", "kl", "soft-clip"} <= set(runs["control"])
+    assert (plan.candidate, plan.reference) == ("vgrpo/default", "flowgrpo")
+    trainings = resolve(plan)  # parse + validate every (run, seed); raises on any bad key or value
+    by_name = {t.name: t for t in trainings}
+    # the V-GRPO default appears in five ablation groups and trains once per seed
+    assert set(by_name["vgrpo-default-seed1"].serves) == {
+        (k, 1) for k in ("vgrpo/default", "sharing/batch", "stratified/on", "weighting/adaptive", "num_pairs/4",
+                         "control/clip")}
+    assert len(trainings) == 3 * (len(plan.runs) - 5)
+    flow = by_name["flowgrpo-noise-1-seed2"].config
+    assert flow["algorithm"]["name"] == "flowgrpo" and flow["algorithm"]["sde_noise_level"] == 1.0
+    assert flow["job"]["seed"] == 2 and flow["job"]["iterations"] == 50 and flow["rollout"]["group_size"] == 8
+    kl = by_name["control-kl-seed0"].config["algorithm"]
+    assert (kl["clip_range"], kl["kl_target"], kl["beta"]) == (0.0, "behaviour", 0.3)
 
 
-def test_collector_sums_nfe_and_training_time_up_to_each_evaluation(tmp_path):
-    records = [eval_record(0, 0.10)]
-    for i in range(4):
-        records.append(train_record(i, seconds=(1.0 + i, 0.5, 2.0), cv=0.1 * (i + 1)))
-        if i in (1, 3):
-            records.append(eval_record(i + 1, 0.2 + 0.1 * i))
-    curve = collect_run(write_metrics(tmp_path / "metrics.jsonl", records))
-    assert [p.iteration for p in curve.points] == [0, 2, 4]
-    assert [p.nfe_per_image for p in curve.points] == [0.0, 30.0, 60.0]
-    # rollout 1+2 (+3+4) s, reward and update every iteration; evaluation time is not counted
-    assert [p.train_seconds for p in curve.points] == pytest.approx([0.0, 3.0 + 2 * 2.5, 10.0 + 4 * 2.5])
-    assert curve.points[1].score == pytest.approx(0.3) and curve.points[1].accuracy == pytest.approx(0.15)
-    assert curve.points[2].category_scores == pytest.approx({"colors": 0.5, "counting": 0.51})
-    assert curve.surrogate_cv == pytest.approx(0.25) and curve.surrogate_cv_within_group == pytest.approx(0.0625)
-    assert curve.train_iterations == 4
+def test_selection_seeds_iterations_and_extra_overrides_apply_last():
+    plan = select(load_plan(), only=["flowgrpo/lr-2e-4", "sharing"], seeds=[4], iterations=3,
+                  extra=["rollout.steps=6"], out="elsewhere")
+    trainings = resolve(plan)
+    assert [t.name for t in trainings] == ["flowgrpo-lr-2e-4-seed4", "sharing-none-seed4", "sharing-group-seed4",
+                                           "sharing-batch-seed4"]
+    for t in trainings:
+        assert (t.config["job"]["iterations"], t.config["rollout"]["steps"], t.config["job"]["output_dir"]) == (
+            3, 6, "elsewhere")
+    assert trainings[0].config["optim"]["lr"] == 2e-4
 
 
-def test_missing_nfe_keys_are_an_error_naming_file_record_and_keys(tmp_path):
-    records = [eval_record(0, 0.1), train_record(0, nfe=None), eval_record(1, 0.2)]
-    path = write_metrics(tmp_path / "metrics.jsonl", records)
-    with pytest.raises(MetricsError) as info:
-        collect_run(path)
-    message = str(info.value)
-    assert str(path) in message and "iteration 0" in message
-    assert "nfe_rollout, nfe_old, nfe_update" in message
-
-
-def test_broken_logs_are_errors(tmp_path):
-    gap = write_metrics(tmp_path / "gap.jsonl",
-                        [eval_record(0, 0.1), train_record(0), train_record(2), eval_record(3, 0.2)])
-    with pytest.raises(MetricsError, match=r"iterations 0\.\.1 once each, got \[0, 2\]"):
-        collect_run(gap)
-    no_eval = write_metrics(tmp_path / "no_eval.jsonl", [train_record(0)])
-    with pytest.raises(MetricsError, match="no held-out evaluation"):
-        collect_run(no_eval)
-    with pytest.raises(MetricsError, match="does not exist"):
-        collect_run(tmp_path / "absent.jsonl")
-    early = write_metrics(tmp_path / "early.jsonl", [eval_record(0, 0.1), train_record(0), eval_record(2, 0.2)])
-    with pytest.raises(MetricsError, match="after 1 train records"):
-        collect_run(early)
-
-
-# ----------------------------------------------------------------------------- reach
-
-
-def test_first_reach_interpolates_linearly_between_points():
-    xs, ys = [0.0, 10.0, 20.0, 30.0], [0.10, 0.20, 0.40, 0.35]
-    assert first_reach(xs, ys, 0.30) == pytest.approx(15.0)
-    assert first_reach(xs, ys, 0.40) == pytest.approx(20.0)  # exactly on a point
-    assert first_reach(xs, ys, 0.05) == 0.0  # already there at the start
-    assert first_reach(xs, ys, 0.41) is None  # never
-    with pytest.raises(ValueError, match="non-decreasing"):
-        first_reach([0.0, 2.0, 1.0], [0.0, 0.1, 0.2], 0.1)
-
-
-def test_target_check_on_mean_curves_reached_and_not_reached(tmp_path):
-    plan = build_plan(tmp_path, only="main", seeds=(0, 1), budget=Budget(iterations=4, eval_every=2))
-    # V-GRPO: cheaper iterations (NFE 15, 4 s); Flow-GRPO: NFE 20, 8 s.
-    fake_run(plan.spec(VGRPO, 0), [0.10, 0.30, 0.50], every=2)
-    fake_run(plan.spec(VGRPO, 1), [0.10, 0.20, 0.40], every=2)
-    fake_run(plan.spec(FLOWGRPO, 0), [0.20, 0.25, 0.30], every=2, nfe=(10.0, 0.0, 10.0), seconds=(2.0, 0.5, 5.5))
-    fake_run(plan.spec(FLOWGRPO, 1), [0.20, 0.25, 0.30], every=2, nfe=(10.0, 0.0, 10.0), seconds=(2.0, 0.5, 5.5))
-    results, missing = collect_plan(plan)
-    assert not missing
-    v = mean_curve([r for r in results if r.spec.variant is VGRPO])
-    f = mean_curve([r for r in results if r.spec.variant is FLOWGRPO])
-    assert v.score_mean == pytest.approx([0.10, 0.25, 0.45]) and v.score_min == pytest.approx([0.10, 0.20, 0.40])
-    t = target_check(v, f, "V-GRPO", "Flow-GRPO", SCORE)
-    # target 0.30 lies between iteration 2 (0.25) and 4 (0.45): a quarter of the way, iteration 2.5
-    assert t.target_score == pytest.approx(0.30) and t.reach_iteration == pytest.approx(2.5)
-    assert t.reach_nfe == pytest.approx(2.5 * 15) and t.reach_seconds == pytest.approx(2.5 * 4)
-    assert t.nfe_fraction == pytest.approx(37.5 / 80) and t.seconds_fraction == pytest.approx(10 / 32)
-    gain = target_check(f, v, "Flow-GRPO", "V-GRPO", GAIN)  # Flow-GRPO gains 0.10, V-GRPO needs 0.35
-    assert gain.target_score == pytest.approx(0.35) and not gain.reached and gain.nfe_fraction is None
-
-
-def test_mean_curve_needs_the_same_evaluation_points(tmp_path):
-    plan = build_plan(tmp_path, only="main", seeds=(0, 1), budget=Budget(iterations=4, eval_every=2))
-    fake_run(plan.spec(VGRPO, 0), [0.1, 0.2, 0.3], every=2)
-    fake_run(plan.spec(VGRPO, 1), [0.1, 0.2, 0.3, 0.4, 0.5], every=1)
-    results, _ = collect_plan(plan)
-    with pytest.raises(ValueError, match="different iterations"):
-        mean_curve(results)
-
-
-# ----------------------------------------------------------------------------- report files
-
-
-def test_report_only_writes_tables_csv_json_and_plots(tmp_path, capsys):
-    budget = ["--iterations", "4", "--eval-every", "2"]
-    plan = build_plan(tmp_path, seeds=(0, 1), budget=Budget(iterations=4, eval_every=2),
-                      variants=("vgrpo", "flowgrpo", "no-sharing"))
-    fake_run(plan.spec(VGRPO, 0), [0.10, 0.30, 0.50], every=2)
-    fake_run(plan.spec(VGRPO, 1), [0.10, 0.20, 0.40], every=2)
-    fake_run(plan.spec(FLOWGRPO, 0), [0.20, 0.25, 0.30], every=2, nfe=(10.0, 0.0, 10.0))
-    ablation = plan.ablation_variants[1]
-    fake_run(plan.spec(ablation, 0), [0.10, 0.12, 0.15], every=2)
-    code = compare.main(["--out", str(tmp_path), "--seeds", "0", "1", "--variants", "vgrpo", "flowgrpo", "no-sharing",
-                         "--report-only", *budget])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "V-GRPO reaches Flow-GRPO's final score 0.300" in out
-    for name in ("results.json", "results.csv", "summary.md", "score_vs_iterations.png", "score_vs_nfe.png",
-                 "score_vs_wallclock.png", "ablations.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert len(rows) == 4 * 3  # four finished runs x three evaluation points
-    assert {r["run"] for r in rows} == {"vgrpo-seed0", "vgrpo-seed1", "flowgrpo-seed0", "no-sharing-seed0"}
-    last = next(r for r in rows if r["run"] == "flowgrpo-seed0" and r["iteration"] == "4")
-    assert float(last["cumulative_nfe_per_image"]) == 80.0 and float(last["score_counting"]) == pytest.approx(0.31)
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert data["missing_runs"] == {"flowgrpo-seed1": "not started"}
-    assert [s["variant"]["key"] for s in data["ablations"]] == ["vgrpo", "no-sharing"]
-    assert data["target_checks"][0]["reached"] is True
-    summary = (tmp_path / "summary.md").read_text()
-    assert "| V-GRPO | 0, 1 | ODE dpm++2m, 8 steps | dpm++2m, 8 steps | 0.450 ± 0.071 | 0.350 ± 0.071 |" in summary
-    assert "| Flow-GRPO | 0 | SDE, 10 steps | dpm++2m, 8 steps | 0.300 | 0.100 |" in summary
-    assert "| no group sharing | `algorithm.sharing=none` | 0.150 | 0.050 | 0.300 | 0.075 |" in summary
-    assert "| gain over iteration 0 | +0.100 | 1.3 |" in summary  # V-GRPO's mean gain passes 0.10 at 2 x 0.10 / 0.15
-    assert "different samplers" not in summary  # both evaluate with the same ODE sampler
-    assert "flowgrpo-seed1: not started" in summary
-
-
-def test_report_refuses_runs_without_nfe(tmp_path, capsys):
-    plan = build_plan(tmp_path, only="ablations", budget=Budget(iterations=2, eval_every=1), variants=("vgrpo",))
-    spec = plan.runs()[0]
-    fake_run(spec, [0.1, 0.2, 0.3], every=1)
-    write_metrics(spec.run_dir / "metrics.jsonl", [eval_record(0, 0.1), train_record(0, nfe=None), eval_record(1, 0.2)])
-    code = compare.main(["--out", str(tmp_path), "--only", "ablations", "--variants", "vgrpo", "--iterations", "2",
-                         "--eval-every", "1", "--report-only"])
-    assert code == 1
-    assert "nfe_rollout" in capsys.readouterr().err
-    assert not (tmp_path / "results.csv").exists()
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def test_dry_run_prints_every_run_with_nfe_and_estimate(tmp_path, capsys):
-    assert compare.main(["--out", str(tmp_path), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    for name in ("vgrpo-seed2", "flowgrpo-seed0", "no-sharing-seed0", "no-stratification-seed0", "v-weighting-seed0",
-                 "eps-weighting-seed0", "nmc-2-seed0", "nmc-8-seed0", "no-ratio-clip-seed0", "kl-on-seed0",
-                 "soft-clip-on-seed0"):
-        assert name in out
-    assert "16 runs" in out and "estimated training time of the runs left" in out
-    assert "8+3+8" in out  # mu = 2: twice the update forwards; scoring skips the first of 4 minibatches
-    assert not any(tmp_path.iterdir())  # a dry run writes nothing
-
-
-def test_plan_shares_the_budget_and_applies_user_overrides_last(tmp_path):
-    plan = build_plan(tmp_path, seeds=(0, 1), budget=Budget(iterations=12, eval_every=4),
-                      extra_overrides=("rollout.steps=6",))
-    configs = {s.name: resolve_config(s) for s in plan.runs() if s.variant.key in ("vgrpo", "flowgrpo", "kl-on")}
-    for cfg in configs.values():
-        assert (cfg.job.iterations, cfg.rollout.prompts_per_iteration, cfg.rollout.group_size) == (12, 8, 8)
-        assert (cfg.eval.every, cfg.eval.images_per_category, cfg.rollout.steps) == (4, 16, 6)
-    assert configs["flowgrpo-seed1"].algorithm.name == "flowgrpo" and configs["flowgrpo-seed1"].job.seed == 1
-    assert (configs["kl-on-seed0"].algorithm.beta, configs["kl-on-seed0"].algorithm.mu) == (0.3, 2)
-    assert len(plan.runs()) == 2 * 2 + 10  # the ablations' V-GRPO baseline is the main seed-0 run
+@pytest.mark.parametrize("text, message", [
+    ('[groups.a]\nruns.x = { algorithm.no_such_key = 1 }', "a/x: unknown config key algorithm.no_such_key"),
+    ('[groups.a]\nruns.x = { eval.every = -1 }', "a/x: eval.every must be >= 0"),
+    ('[groups.a-b]\nruns.c = {}\n[groups.a]\nruns.b-c = { optim.lr = 1e-4 }', "folder name a-b-c-seed0 is another"),
+    ('[groups.a]\nruns.x = { algorithm.num_pairs = 0 }', "algorithm.num_pairs (N_MC) must be >= 1"),
+    ('[groups.a]\nruns.x = { algorithm.stratified = "maybe" }', "cannot parse 'maybe' as bool"),
+    ('[groups.a]\nruns.x = { job.seed = 3 }', "job.seed is set by the plan"),
+    ('[groups.a]\npreset = "nope"\nruns.x = {}', "unknown preset 'nope'"),
+    ('[groups.a]\nruns = {}', "no runs"),
+    ('seeds = [1, 1]\n[groups.a]\nruns.x = {}', "seeds must be distinct"),
+    ('[compare]\ncandidate = "b/x"\n[groups.a]\nruns.x = {}', "candidate 'b/x' is not a GROUP/RUN"),
+    ('budgets = 3\n[groups.a]\nruns.x = {}', "unknown top-level keys ['budgets']"),
+    ('[groups.a\n', "not valid TOML"),
+])
+def test_a_bad_plan_exits_2_naming_the_run_and_the_problem(tmp_path, capsys, text, message):
+    plan = write(tmp_path / "plan.toml", text)
+    assert compare.main(["--plan", str(plan), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["--only", "nope"], "--only nope: not a group"),
+    (["--seeds", "1", "1"], "--seeds must be distinct"),
+    (["--iterations", "0"], "--iterations must be >= 1"),
     (["--set", "rollout.steps"], "must look like section.key=value"),
-    (["--set", "job.seed=3"], "owned by the comparison"),
-    (["--set", "algorithm.no_such_key=1"], "unknown config key algorithm.no_such_key"),
-    (["--set", "algorithm.num_pairs=0"], "algorithm.num_pairs (N_MC) must be >= 1"),
-    (["--eval-every", "0"], "--eval-every must be >= 1"),
-    (["--iterations", "5", "--eval-every", "10"], "must be <= --iterations"),
-    (["--seeds", "1", "1"], "--seeds repeats a seed"),
-    (["--variants", "nmc-3"], "unknown 'nmc-3'"),
-    (["--only", "main", "--variants", "nmc-2"], "selects no run of --only main"),
+    (["--set", "job.name=x"], "job.name is set by the plan"),
 ])
-def test_cli_argument_errors_exit_2_naming_the_problem(tmp_path, capsys, argv, message):
+def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
     assert compare.main(["--out", str(tmp_path), "--dry-run", *argv]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_cli_says_when_the_flowgrpo_baseline_is_missing(tmp_path, capsys, monkeypatch):
-    from vgrpo.trainer import presets
+def test_dry_run_prints_every_training_and_its_command_and_writes_nothing(tmp_path, capsys):
+    argv = ["--out", str(tmp_path / "out"), "--only", "vgrpo", "control", "--seeds", "0", "--dry-run"]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "5 runs x 1 seeds = 4 trainings" in out
+    assert "vgrpo-default-seed0: to train (also control/clip)" in out
+    line = next(x for x in out.splitlines() if "--job.name=control-kl-seed0" in x)
+    assert " -m vgrpo.train --preset shapes-cpu --job.iterations=50 " in line
+    assert "--algorithm.clip_range=0.0 --algorithm.kl_target=behaviour --algorithm.beta=0.3 --job.seed=0" in line
+    assert not (tmp_path / "out").exists()
 
-    monkeypatch.delitem(presets.PRESETS, FLOWGRPO.preset)
-    assert compare.main(["--out", str(tmp_path), "--dry-run"]) == 2
+
+# ----------------------------------------------------------------------------- the report
+
+PLAN = """
+title = "tiny"
+seeds = [0, 1]
+[compare]
+candidate = "a/x"
+reference = "ref"
+[budget]
+job.iterations = 4
+eval.every = 2
+[groups.a]
+runs.x = {}
+[groups.ref]
+runs.p = { optim.lr = 1e-4 }
+runs.q = { optim.lr = 2e-4 }
+"""
+
+
+def fake_run(folder: Path, scores: list[float], nfe=(8.0, 3.0, 4.0), seconds=(1.0, 0.5, 2.5)) -> None:
+    """A finished run folder with evaluations at iterations 0, 2, 4 scoring `scores`."""
+    records = []
+    for i in range(5):
+        if i % 2 == 0:
+            records.append({"iteration": i, "kind": "eval", "score/overall": scores[i // 2], "time_eval_s": 99.0})
+        if i < 4:
+            records.append({"iteration": i, "kind": "train", "nfe_rollout": nfe[0], "nfe_old": nfe[1],
+                            "nfe_update": nfe[2], "time_rollout_s": seconds[0], "time_reward_s": seconds[1],
+                            "time_update_s": seconds[2]})
+    write(folder / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write(folder / "summary.json", "{}")
+
+
+def test_report_of_hand_made_runs_gives_the_expected_numbers(tmp_path, capsys):
+    plan = write(tmp_path / "plan.toml", PLAN)
+    out = tmp_path / "out"
+    fake_run(out / "a-x-seed0", [0.10, 0.30, 0.50])  # 15 NFE and 4 s per iteration
+    fake_run(out / "a-x-seed1", [0.10, 0.20, 0.40])
+    flow = {"nfe": (10.0, 0.0, 10.0), "seconds": (2.0, 0.5, 5.5)}  # 20 NFE and 8 s per iteration
+    fake_run(out / "ref-p-seed0", [0.20, 0.25, 0.30], **flow)
+    fake_run(out / "ref-p-seed1", [0.20, 0.25, 0.30], **flow)
+    fake_run(out / "ref-q-seed0", [0.20, 0.22, 0.26], **flow)  # q is not finished for seed 1
+    assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| a | **x** | - | 0, 1 | 0.100 ± 0.000 | 0.450 ± 0.071 | 0.450 ± 0.071 | 60 | 16 |" in report
+    assert "| ref | **p** | `optim.lr=0.0001` | 0, 1 | 0.200 ± 0.000 | 0.300 ± 0.000 | 0.300 ± 0.000 | 80 | 32 |" \
+        in report
+    assert "| ref | q | `optim.lr=0.0002` | 0 | 0.200 | 0.260 | 0.260 | 80 | 32 |" in report
+    assert "## Cost for a/x to reach ref/p's final score" in report and "32 s of training, 80 NFE" in report
+    # the mean curve 0.10, 0.25, 0.45 reaches 0.30 a quarter of the way from iteration 2 to 4
+    assert "| score | 0.300 | 2.5 | 10 | 31% | 38 | 47% |" in report
+    # gains 0, 0.15, 0.35 reach ref/p's gain 0.10 two thirds of the way to iteration 2
+    assert "| gain | 0.100 | 1.3 | 5 | 17% | 20 | 25% |" in report
+    assert "ref/q seed 1" in report
+    data = json.loads((out / "results.json").read_text())
+    assert data["reach"][0]["nfe"] == pytest.approx(37.5) and data["reach"][0]["seconds"] == pytest.approx(10.0)
+    assert [r["best_of_group"] for r in data["runs"]] == [True, True, False]
+    assert (out / "score.png").stat().st_size > 0
+    assert "| score | 0.300 | 2.5 |" in capsys.readouterr().out
+
+
+def test_best_differs_from_final_and_an_unreached_target_is_said(tmp_path):
+    plan = write(tmp_path / "plan.toml", PLAN)
+    out = tmp_path / "out"
+    for seed, scores in ((0, [0.1, 0.2, 0.15]), (1, [0.1, 0.3, 0.25])):
+        fake_run(out / f"a-x-seed{seed}", scores)
+        fake_run(out / f"ref-p-seed{seed}", [0.2, 0.3, 0.4])
+    assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| a | **x** | - | 0, 1 | 0.100 ± 0.000 | 0.200 ± 0.071 | 0.250 ± 0.071 |" in report
+    assert "| score | 0.400 | not reached |" in report and "| gain | 0.200 | not reached |" in report
+
+
+def test_metrics_without_nfe_are_an_error_naming_file_and_key(tmp_path, capsys):
+    plan = write(tmp_path / "plan.toml", PLAN)
+    out = tmp_path / "out"
+    fake_run(out / "a-x-seed0", [0.1, 0.2, 0.3])
+    path = out / "a-x-seed0" / "metrics.jsonl"
+    path.write_text(path.read_text().replace('"nfe_old"', '"nfe_other"'))
+    assert compare.main(["--plan", str(plan), "--out", str(out), "--report-only"]) == 1
     err = capsys.readouterr().err
-    assert "no preset 'shapes-cpu-flowgrpo'" in err and "--only ablations" in err
-    assert compare.main(["--out", str(tmp_path), "--dry-run", "--only", "ablations"]) == 0
-
-
-def test_cli_refuses_a_folder_made_with_another_config(tmp_path, capsys):
-    plan = build_plan(tmp_path, only="ablations", budget=Budget(iterations=2, eval_every=1), variants=("vgrpo",))
-    fake_run(plan.runs()[0], [0.1, 0.2, 0.3], every=1)
-    assert compare.main(["--out", str(tmp_path), "--only", "ablations", "--variants", "vgrpo", "--iterations", "3",
-                         "--eval-every", "1", "--dry-run"]) == 2
-    assert "job.iterations: folder has 2, plan wants 3" in capsys.readouterr().err
+    assert str(path) in err and "iteration 0 has no 'nfe_old'" in err
+    with pytest.raises(ReportError, match="no evaluation"):
+        read_curve(write(tmp_path / "m.jsonl", ""), "score/overall")
+    with pytest.raises(ReportError, match="iteration 0 has no 'score/overall'"):
+        read_curve(write(tmp_path / "m.jsonl", '{"iteration": 0, "kind": "eval", "reward": 1}\n'), "score/overall")
 
 
 def test_report_only_without_finished_runs_fails(tmp_path, capsys):
-    assert compare.main(["--out", str(tmp_path), "--report-only"]) == 1
+    assert compare.main(["--out", str(tmp_path), "--only", "vgrpo", "--report-only"]) == 1
     assert "no finished run" in capsys.readouterr().err
 
 
-def test_build_plan_rejects_unknown_group(tmp_path):
-    with pytest.raises(PlanError, match="--only must be"):
-        build_plan(tmp_path, only="everything")
+def test_first_reach_interpolates_linearly():
+    xs, ys = [0.0, 10.0, 20.0, 30.0], [0.10, 0.20, 0.40, 0.35]
+    assert first_reach(xs, ys, 0.30) == pytest.approx(15.0)
+    assert first_reach(xs, ys, 0.40) == pytest.approx(20.0)
+    assert first_reach(xs, ys, 0.05) == 0.0
+    assert first_reach(xs, ys, 0.41) is None
 
 
-def test_subprocess_launcher_reports_a_failed_run_with_its_log(tmp_path):
-    plan = build_plan(tmp_path, only="ablations", variants=("vgrpo",), extra_overrides=("rollout.group_size=1",))
-    spec = plan.runs()[0]
-    failure = launch_subprocess(spec, 1, tmp_path / "logs" / "run.log")
-    assert "exit status 2" in failure and "rollout.group_size must be >= 2" in failure
-    assert (tmp_path / "logs" / "run.log").read_text().startswith("$ ")
+# ----------------------------------------------------------------------------- the runner
 
 
-# ----------------------------------------------------------------------------- end to end
-
-# The verifier scores a random-weight model 0 everywhere (zero variance: no update), so the tiny runs
-# train on a dense reward that varies between images.
-TINY = ["--iterations", "2", "--eval-every", "2", "--prompts", "2", "--group-size", "2", "--eval-images", "1",
-        "--set", "model.init=random", "rollout.steps=2", "algorithm.num_pairs=2", "algorithm.minibatches=1",
-        "eval.grid_images=0", "checkpoint.every=-1", "reward.names=jpeg_compressibility"]
-
-
-def test_end_to_end_two_tiny_vgrpo_runs(tmp_path, capsys):
-    argv = ["--out", str(tmp_path), "--variants", "vgrpo", "no-sharing", "--seeds", "0", "--threads", "1",
-            "--launcher", "inprocess", *TINY]
-    assert compare.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "2 runs" in out and "[2/2] no-sharing-seed0: done" in out
-    for name in ("results.json", "results.csv", "summary.md", "score_vs_iterations.png", "score_vs_nfe.png",
-                 "score_vs_wallclock.png", "ablations.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert [(r["run"], r["iteration"]) for r in rows] == [
-        ("vgrpo-seed0", "0"), ("vgrpo-seed0", "2"), ("no-sharing-seed0", "0"), ("no-sharing-seed0", "2"),
-    ]
-    # per iteration: rollout 2 steps + scoring 2 pairs of the base model for the KL (kl_target=reference;
-    # the one minibatch reuses its own surrogate) + update 2 pairs
-    assert [float(r["cumulative_nfe_per_image"]) for r in rows[:2]] == [0.0, 12.0]
-    assert float(rows[1]["cumulative_train_seconds"]) > float(rows[0]["cumulative_train_seconds"]) == 0.0
-    assert float(rows[3]["surrogate_cv_mean"]) > 0.0
-    # a second invocation finds both runs finished and only reports
-    assert compare.main(argv) == 0
-    assert "no-sharing-seed0: finished earlier, skipped" in capsys.readouterr().out
+def test_a_folder_made_with_another_config_is_refused(tmp_path, capsys):
+    plan = write(tmp_path / "plan.toml", PLAN)
+    out = tmp_path / "out"
+    training = resolve(load_plan(plan))[0]
+    write(out / training.name / "config.json", json.dumps(training.config))
+    assert compare.main(["--plan", str(plan), "--out", str(out), "--dry-run"]) == 0  # same config: fine
+    assert compare.main(["--plan", str(plan), "--out", str(out), "--iterations", "3", "--dry-run"]) == 2
+    assert "job.iterations: folder has 4, plan wants 3" in capsys.readouterr().err
 
 
-def test_variance_ablation_shared_stratified_pairs_cut_the_estimator_noise():
-    import torch
+def test_a_failed_training_is_reported_with_its_log(tmp_path):
+    failure = run_one(Training("bad", ["--no-such-option", "1"], {}), tmp_path / "logs" / "bad.log")
+    assert "exit status 2" in failure and "unknown option --no-such-option" in failure
+    assert (tmp_path / "logs" / "bad.log").read_text().startswith("$ ")
 
-    from vgrpo.experiments.variance import main as variance_main
-    from vgrpo.experiments.variance import summarize, surrogate_draws
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(17, 32), torch.nn.SiLU(), torch.nn.Linear(32, 16))
+# The verifier scores a random-weight model 0 everywhere (zero variance: no update), so the tiny run
+# trains on a dense reward that varies between images.
+TINY = """
+seeds = [0]
+[budget]
+job.iterations = 2
+eval.every = 2
+eval.images_per_category = 1
+eval.grid_images = 0
+checkpoint.every = -1
+model.init = "random"
+rollout = { prompts_per_iteration = 2, group_size = 2, steps = 2 }
+algorithm = { num_pairs = 2, minibatches = 1 }
+reward.names = ["jpeg_compressibility"]
+[groups.tiny]
+runs.a = {}
+"""
 
-    def velocity(z, t):
-        return net(torch.cat([z, t[:, None]], dim=1))
 
-    x0 = torch.randn(4, 1, 16).add(0.5 * torch.randn(4, 4, 16)).reshape(16, 16)  # 4 groups of 4 similar samples
-    rows = {
-        key: summarize(surrogate_draws(velocity, x0, 4, 4, 8, sharing, stratified), 4)
-        for key, sharing, stratified in (("independent", "none", False), ("vgrpo", "batch", True))
-    }
-    assert set(rows["vgrpo"]) == {"cv", "cv_within_group", "centred_noise_to_signal"}
-    assert rows["vgrpo"]["centred_noise_to_signal"] * 2 < rows["independent"]["centred_noise_to_signal"]
-    with pytest.raises(SystemExit):  # argument errors before any model is loaded
-        variance_main(["--draws", "1"])
+def test_end_to_end_tiny_run_in_a_subprocess_then_resume_skips_it(tmp_path, capsys):
+    plan = write(tmp_path / "plan.toml", TINY)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    assert compare.main(["--plan", str(plan), "--out", str(out)]) == 0, capsys.readouterr()
+    text = capsys.readouterr().out
+    assert "[1/1] tiny-a-seed0: done" in text and "| tiny | **a** | - | 0 |" in text
+    curve = read_curve(out / "tiny-a-seed0" / "metrics.jsonl", "score/overall")
+    # per iteration: rollout 2 steps + 2 pairs of the base model for its KL (the one minibatch reuses
+    # its own surrogate) + update 2 pairs
+    assert curve.iterations == [0, 2] and curve.nfe == [0.0, 12.0] and curve.seconds[1] > 0
+    assert (out / "logs" / "tiny-a-seed0.log").is_file()
+    assert compare.main(["--plan", str(plan), "--out", str(out)]) == 0
+    assert "tiny-a-seed0: finished earlier, skipped" in capsys.readouterr().out
+    print(f"end-to-end: {time.perf_counter() - start:.0f} s")

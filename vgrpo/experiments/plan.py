@@ -1,232 +1,219 @@
-"""The declarative run list of the comparison: configurations, seeds and the shared budget.
+"""A comparison plan is data: a TOML file of groups of runs, each run a preset plus config overrides.
 
-A *variant* is one configuration (a preset plus overrides); a *run* is a variant trained with one
-seed. The main comparison is V-GRPO against Flow-GRPO over several seeds; the ablations change one
-V-GRPO ingredient at a time (method.md sections 3 and 6) and run one seed by default. Every run of
-a plan gets the same budget (iterations, prompts per iteration, group size, evaluation cadence and
-size) through overrides, so no configuration sees more data than another, and the user's extra
-overrides (`--set`) are applied last, to every run alike.
+    title = "..."; out = "runs/compare"; seeds = [0, 1, 2]; preset = "shapes-cpu"; metric = "score/overall"
+    [compare]  candidate = "GROUP/RUN"  reference = "GROUP"      (optional: the cost-to-reach table)
+    [budget]   job.iterations = 50 ...                            (overrides of every run)
+    [groups.NAME]  preset = "..." (optional)  set = {...} (optional)  runs.RUN = { section.key = value, ... }
+
+The shipped plan is vgrpo/experiments/plans/compare.toml. Loading checks the file's shape; `resolve`
+turns every (run, seed) into the trainer's validated config, so a wrong key or value fails before
+anything trains, naming the run. Runs whose configs are identical share one training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-MAIN_GROUP = "main"
-ABLATION_GROUP = "ablations"
-GROUPS = (MAIN_GROUP, ABLATION_GROUP)
+from vgrpo.trainer.cli import parse_command
+from vgrpo.trainer.config import ConfigError, validate
 
-# Overrides the plan owns: a `--set` of these would break run naming or resuming.
-RESERVED_KEYS = ("job.name", "job.output_dir", "job.seed")
+SHIPPED_PLAN = Path(__file__).parent / "plans" / "compare.toml"
+RESERVED_KEYS = ("job.name", "job.output_dir", "job.seed")  # the plan's: run folders are <out>/<group>-<run>-seed<k>
+FIXED = ("--logging.progress=false", "--logging.tensorboard=false")
+
+
+class PlanError(ValueError):
+    """A plan that cannot run; the message names the file, the group or run, and the key."""
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One configuration: `key` names its run folders, `label` appears in tables and plots,
-    `change` says in words what differs from V-GRPO's defaults, `algorithm` groups plot lines."""
+class Run:
+    """One setting: `overrides` are `--section.key=value` arguments of `vgrpo.train`, in the order they apply."""
 
-    key: str
-    label: str
+    group: str
+    name: str
     preset: str
-    overrides: tuple[str, ...] = ()
-    change: str = ""
-    algorithm: str = "V-GRPO"
-
-
-VGRPO = Variant("vgrpo", "V-GRPO", "shapes-cpu", change="defaults: batch-shared stratified pairs, "
-                "N_MC 4, adaptive weighting, ratio clip 1e-2, no KL, no soft-clip")
-FLOWGRPO = Variant("flowgrpo", "Flow-GRPO", "shapes-cpu-flowgrpo",
-                   change="SDE rollouts, PPO over per-step log-probs", algorithm="Flow-GRPO")
-
-MAIN_VARIANTS: tuple[Variant, ...] = (VGRPO, FLOWGRPO)
-
-
-def _ablation(key: str, label: str, *overrides: str) -> Variant:
-    return Variant(key, label, VGRPO.preset, tuple(f"--{o}" for o in overrides), change=", ".join(overrides))
-
-
-# The baseline row of the ablation table is the V-GRPO run itself (shared with the main comparison).
-ABLATION_VARIANTS: tuple[Variant, ...] = (
-    VGRPO,
-    _ablation("no-sharing", "no group sharing", "algorithm.sharing=none"),
-    _ablation("no-stratification", "no stratification", "algorithm.stratified=false"),
-    _ablation("v-weighting", "v-weighting", "algorithm.weighting=v"),
-    _ablation("eps-weighting", "eps-weighting", "algorithm.weighting=eps"),
-    _ablation("nmc-2", "N_MC = 2", "algorithm.num_pairs=2"),
-    _ablation("nmc-8", "N_MC = 8", "algorithm.num_pairs=8"),
-    _ablation("no-ratio-clip", "ratio clip off", "algorithm.clip_range=0"),
-    # The behaviour KL of method.md needs a second pass (mu = 2); "mu = 2, KL off" separates the KL
-    # from the extra pass. Both replace shapes-cpu's KL to the base model (beta 1, kl_target=reference).
-    _ablation("mu-2", "mu = 2, KL off", "algorithm.mu=2", "algorithm.beta=0"),
-    _ablation("kl-on", "behaviour KL (beta 0.3, mu = 2)", "algorithm.beta=0.3", "algorithm.kl_target=behaviour",
-              "algorithm.mu=2"),
-    _ablation("soft-clip-on", "advantage soft-clip on (eta 3)", "reward.soft_clip_eta=3"),
-)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What every run of a plan gets: iterations of prompts x group_size images, evaluations every
-    `eval_every` iterations (and before the first and after the last) on `eval_images_per_category`
-    held-out images per category. Checkpoints follow the evaluations, so an interrupted run resumes
-    from its last evaluation point."""
-
-    iterations: int = 30
-    prompts_per_iteration: int = 8
-    group_size: int = 8
-    eval_every: int = 10
-    eval_images_per_category: int = 16
-
-    def overrides(self) -> tuple[str, ...]:
-        return (
-            f"--job.iterations={self.iterations}",
-            f"--rollout.prompts_per_iteration={self.prompts_per_iteration}",
-            f"--rollout.group_size={self.group_size}",
-            f"--eval.every={self.eval_every}",
-            f"--eval.images_per_category={self.eval_images_per_category}",
-            f"--checkpoint.every={self.eval_every}",
-        )
-
-    def problems(self) -> list[str]:
-        """What is wrong with this budget, in words (empty when valid)."""
-        out = []
-        if self.iterations < 1:
-            out.append(f"--iterations must be >= 1, got {self.iterations}")
-        if self.eval_every < 1:
-            out.append(f"--eval-every must be >= 1 (the comparison needs score curves), got {self.eval_every}")
-        elif self.eval_every > self.iterations >= 1:
-            out.append(f"--eval-every ({self.eval_every}) must be <= --iterations ({self.iterations}): "
-                       "otherwise a curve has only its two end points")
-        return out
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of the plan: a variant, a seed, and where it goes."""
-
-    variant: Variant
-    seed: int
-    out_dir: Path
-    budget: Budget
-    extra_overrides: tuple[str, ...] = ()
+    overrides: tuple[str, ...]
+    change: str = ""  # the group's and the run's own overrides, for tables
 
     @property
-    def name(self) -> str:
-        return f"{self.variant.key}-seed{self.seed}"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.out_dir / self.name
-
-    def overrides(self) -> list[str]:
-        """Config overrides in the order they apply: identity, budget, variant, then the user's."""
-        return [
-            f"--job.name={self.name}",
-            f"--job.output_dir={self.out_dir}",
-            f"--job.seed={self.seed}",
-            "--logging.tensorboard=false",
-            "--logging.progress=false",
-            *self.budget.overrides(),
-            *self.variant.overrides,
-            *self.extra_overrides,
-        ]
-
-    def argv(self) -> list[str]:
-        """Arguments of `vgrpo.train.main` for this run."""
-        return [f"--preset={self.variant.preset}", *self.overrides()]
+    def key(self) -> str:
+        return f"{self.group}/{self.name}"
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Which variants run with which seeds; `runs()` lists each distinct run once."""
-
-    out_dir: Path
-    budget: Budget
-    main_variants: tuple[Variant, ...]
-    ablation_variants: tuple[Variant, ...]
+    source: Path
+    title: str
+    out: Path
     seeds: tuple[int, ...]
-    ablation_seeds: tuple[int, ...]
-    extra_overrides: tuple[str, ...] = ()
-
-    def spec(self, variant: Variant, seed: int) -> RunSpec:
-        return RunSpec(variant, seed, self.out_dir, self.budget, self.extra_overrides)
-
-    def runs(self) -> list[RunSpec]:
-        """Main runs first, then ablations; a run in both (V-GRPO, shared seeds) appears once."""
-        out: dict[str, RunSpec] = {}
-        for variant in self.main_variants:
-            for seed in self.seeds:
-                out.setdefault(f"{variant.key}-seed{seed}", self.spec(variant, seed))
-        for variant in self.ablation_variants:
-            for seed in self.ablation_seeds:
-                out.setdefault(f"{variant.key}-seed{seed}", self.spec(variant, seed))
-        return list(out.values())
+    metric: str
+    runs: tuple[Run, ...]
+    candidate: str | None = None  # "group/run"
+    reference: str | None = None  # group
 
 
-class PlanError(ValueError):
-    """A plan that cannot run; the message says which argument is wrong and how."""
+@dataclass
+class Training:
+    """One `python -m vgrpo.train` of the plan, in `<out>/<name>`, and the (run key, seed) it serves."""
+
+    name: str
+    argv: list[str]
+    config: dict[str, Any]
+    serves: list[tuple[str, int]] = field(default_factory=list)
 
 
-def normalise_override(text: str) -> str:
-    """`section.key=value` or `--section.key=value` -> `--section.key=value`, checked for shape."""
-    body = text[2:] if text.startswith("--") else text
-    dotted = body.split("=", 1)[0]
-    if "=" not in body or "." not in dotted or not all(dotted.split(".", 1)):
-        raise PlanError(f"--set {text!r} must look like section.key=value, e.g. rollout.steps=6")
-    if dotted in RESERVED_KEYS:
-        raise PlanError(f"--set {dotted} is owned by the comparison (run folders are <out>/<variant>-seed<k>): "
-                        "use --out and --seeds instead")
-    return f"--{body}"
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 1e-4}} and {"optim.lr": 1e-4} alike -> {"optim.lr": 1e-4}."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
-def build_plan(
-    out_dir: str | Path,
-    *,
-    only: str = "all",
-    seeds: tuple[int, ...] = (0, 1, 2),
-    ablation_seeds: tuple[int, ...] = (0,),
-    budget: Budget = Budget(),
-    extra_overrides: tuple[str, ...] = (),
-    variants: tuple[str, ...] = (),
-) -> Plan:
-    """The plan for `only` = "main", "ablations" or "all", restricted to the variant keys in
-    `variants` when given, checked for argument mistakes."""
-    problems = list(budget.problems())
-    if only not in (*GROUPS, "all"):
-        problems.append(f"--only must be main, ablations or all, got {only!r}")
-    main = MAIN_VARIANTS if only in (MAIN_GROUP, "all") else ()
-    ablations = ABLATION_VARIANTS if only in (ABLATION_GROUP, "all") else ()
-    if variants:
-        known = [v.key for v in (*MAIN_VARIANTS, *ABLATION_VARIANTS[1:])]
-        unknown = [k for k in variants if k not in known]
+def _text(value: Any) -> str:
+    """A TOML value as `vgrpo.train` parses it on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def overrides(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """`--section.key=value` arguments of a TOML table of overrides."""
+    out = []
+    for key, value in flatten(table).items():
+        if key in RESERVED_KEYS:
+            raise PlanError(f"{where}: {key} is set by the plan (run folders are <out>/<group>-<run>-seed<k>)")
+        if "." not in key or isinstance(value, dict):
+            raise PlanError(f"{where}: {key!r} is not a section.key override")
+        out.append(f"--{key}={_text(value)}")
+    return tuple(out)
+
+
+def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        raise PlanError(f"{where}: {key} must be a {getattr(kind, '__name__', 'value')}, got {value!r}")
+    return value
+
+
+def load_plan(path: str | Path = SHIPPED_PLAN) -> Plan:
+    """Read and shape-check a plan file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"plan {path} is not a file")
+    import tomllib  # Python >= 3.11
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"plan {path}: not valid TOML: {exc}") from None
+    known = {"title", "out", "seeds", "preset", "metric", "compare", "budget", "groups"}
+    if set(data) - known:
+        raise PlanError(f"plan {path}: unknown top-level keys {sorted(set(data) - known)}; known: {sorted(known)}")
+    seeds = _get(data, "seeds", list, [0], str(path))
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise PlanError(f"plan {path}: seeds must be distinct integers >= 0, got {seeds}")
+    budget = overrides(_get(data, "budget", dict, {}, str(path)), f"{path} [budget]")
+    groups = _get(data, "groups", dict, {}, str(path))
+    runs = []
+    for group, spec in groups.items():
+        where = f"{path} [groups.{group}]"
+        if not isinstance(spec, dict) or set(spec) - {"preset", "set", "runs"}:
+            raise PlanError(f"{where}: a group has preset, set and runs, got {spec!r}")
+        default = _get(data, "preset", str, "shapes-cpu", str(path))
+        preset = _get(spec, "preset", str, default, where)
+        common = overrides(_get(spec, "set", dict, {}, where), where)
+        members = _get(spec, "runs", dict, {}, where)
+        if not members:
+            raise PlanError(f"{where}: no runs (runs.NAME = {{ section.key = value }})")
+        for name, table in members.items():
+            if not isinstance(table, dict):
+                raise PlanError(f"{where}: runs.{name} must be a table of overrides, got {table!r}")
+            own = common + overrides(table, f"{where} runs.{name}")
+            shown = ([f"preset={preset}"] if preset != default else []) + [o[2:] for o in own]
+            runs.append(Run(group, name, preset, budget + own, " ".join(shown)))
+    if not runs:
+        raise PlanError(f"plan {path}: no groups ([groups.NAME] with runs.RUN = {{...}})")
+    compare, where = _get(data, "compare", dict, {}, str(path)), str(path)
+    plan = Plan(path, _get(data, "title", str, path.stem, where), Path(_get(data, "out", str, "runs/compare", where)),
+                tuple(seeds), _get(data, "metric", str, "score/overall", where), tuple(runs),
+                compare.get("candidate"), compare.get("reference"))
+    if plan.candidate is not None and plan.candidate not in {r.key for r in runs}:
+        raise PlanError(f"plan {path}: [compare] candidate {plan.candidate!r} is not a GROUP/RUN of the plan")
+    if plan.reference is not None and plan.reference not in groups:
+        raise PlanError(f"plan {path}: [compare] reference {plan.reference!r} is not a group of the plan")
+    return plan
+
+
+def select(plan: Plan, *, only: list[str] = (), seeds: list[int] = (), iterations: int | None = None,
+           extra: list[str] = (), out: str | None = None) -> Plan:
+    """The runs named in `only` (groups or GROUP/RUN), other seeds, every run's job.iterations, extra
+    `section.key=value` overrides applied last, another output folder."""
+    runs = list(plan.runs)
+    if only:
+        known = {r.group for r in runs} | {r.key for r in runs}
+        unknown = [n for n in only if n not in known]
         if unknown:
-            problems.append(f"--variants: unknown {', '.join(map(repr, unknown))}; variants are {', '.join(known)}")
-        main = tuple(v for v in main if v.key in variants)
-        ablations = tuple(v for v in ablations if v.key in variants)
-        if not unknown and not main and not ablations:
-            problems.append(f"--variants {' '.join(variants)} selects no run of --only {only}")
-    for flag, values in (("--seeds", seeds), ("--ablation-seeds", ablation_seeds)):
-        if not values:
-            problems.append(f"{flag} needs at least one seed")
-        elif len(set(values)) != len(values):
-            problems.append(f"{flag} repeats a seed: {list(values)}")
-        elif min(values) < 0:
-            problems.append(f"{flag} must be >= 0, got {list(values)}")
-    extra: list[str] = []
-    for text in extra_overrides:
-        try:
-            extra.append(normalise_override(text))
-        except PlanError as exc:
-            problems.append(str(exc))
+            raise PlanError(f"--only {' '.join(unknown)}: not a group or GROUP/RUN of {plan.source}; groups are "
+                            f"{', '.join(dict.fromkeys(r.group for r in runs))}")
+        runs = [r for r in runs if r.group in only or r.key in only]
+    if seeds and (min(seeds) < 0 or len(set(seeds)) != len(seeds)):
+        raise PlanError(f"--seeds must be distinct integers >= 0, got {list(seeds)}")
+    if iterations is not None and iterations < 1:
+        raise PlanError(f"--iterations must be >= 1, got {iterations}")
+    tail = overrides({k: v for k, v in (_split(e) for e in extra)}, "--set")
+    tail += (f"--job.iterations={iterations}",) if iterations else ()
+    runs = [replace(r, overrides=r.overrides + tail) for r in runs]
+    return replace(plan, runs=tuple(runs), seeds=tuple(seeds) or plan.seeds, out=Path(out) if out else plan.out)
+
+
+def _split(text: str) -> tuple[str, str]:
+    key, eq, value = text.removeprefix("--").partition("=")
+    if not eq or "." not in key:
+        raise PlanError(f"--set {text!r} must look like section.key=value, e.g. rollout.steps=6")
+    return key, value
+
+
+def _comparable(config: dict[str, Any]) -> str:
+    """The config as a key: everything but the run's name and what only changes logging."""
+    c = json.loads(json.dumps(config))
+    c["job"].pop("name")
+    c.pop("logging")
+    return json.dumps(c, sort_keys=True)
+
+
+def resolve(plan: Plan) -> list[Training]:
+    """Every (run, seed) as a validated trainer config, trainings shared between identical configs;
+    one PlanError lists every run that cannot start."""
+    trainings: dict[str, Training] = {}
+    problems = []
+    for run in plan.runs:
+        for seed in plan.seeds:
+            name = f"{run.group}-{run.name}-seed{seed}"
+            argv = ["--preset", run.preset, *run.overrides, f"--job.seed={seed}", f"--job.output_dir={plan.out}",
+                    f"--job.name={name}", *FIXED]
+            try:
+                cfg = parse_command(argv).config()
+                validate(cfg, 1)
+                if cfg.eval.every < 0:
+                    raise ConfigError("eval.every must be >= 0: the report compares held-out evaluations")
+            except ConfigError as exc:
+                problems.append(f"{run.key}: {exc}")
+                continue
+            key = _comparable(cfg.to_dict())
+            if key not in trainings and name in {t.name for t in trainings.values()}:
+                problems.append(f"{run.key}: its folder name {name} is another run's; rename the group or run")
+            training = trainings.setdefault(key, Training(name, argv, json.loads(json.dumps(cfg.to_dict()))))
+            training.serves.append((run.key, seed))
     if problems:
-        raise PlanError("invalid comparison arguments:\n  - " + "\n  - ".join(problems))
-    return Plan(
-        out_dir=Path(out_dir),
-        budget=budget,
-        main_variants=main,
-        ablation_variants=ablations,
-        seeds=tuple(seeds),
-        ablation_seeds=tuple(ablation_seeds),
-        extra_overrides=tuple(extra),
-    )
+        raise PlanError(f"runs of {plan.source} cannot start:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
+    return list(trainings.values())

@@ -97,11 +97,10 @@ def main(argv: list[str] | None = None) -> dict:
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.rewards.shapes import score
     from vgrpo.sampling.rollout import generate, group_inputs
-    from vgrpo.world.prompts import train_prompts_by_category
+    from vgrpo.tasks.shapes import eval_prompts, train_prompts_by_category
 
     model = ShapesAdapter.from_pretrained(args.model)
-    cats = [ps for ps in train_prompts_by_category().values() if ps]
-    prompts = [cats[i % len(cats)][(i // len(cats)) % len(cats[i % len(cats)])] for i in range(args.prompts)]
+    prompts = eval_prompts(train_prompts_by_category(), args.prompts)[: args.prompts]  # cycling over categories
     cond, _, noise = group_inputs(model, prompts, list(range(len(prompts))), group_size=args.group_size,
                                   seed=args.seed, iteration=0)
     latents = [generate(model, cond, eps, steps=args.steps, solver="dpm++2m", shift=1.0)

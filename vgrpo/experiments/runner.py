@@ -1,127 +1,87 @@
-"""Run the planned training runs one after another, skipping those already finished.
+"""Train a plan's trainings one at a time, each as `python -m vgrpo.train`, skipping finished ones.
 
-A run is finished when its folder holds summary.json (the trainer writes it last), so an
-interrupted comparison resumes where it stopped; an unfinished run resumes from its newest
-checkpoint (the trainer's `checkpoint.resume=auto`). Each run normally gets its own Python process
-(`python -m vgrpo.train`): without torchrun the trainer starts no process group, but a fresh
-process also starts from clean torch state (threads, seeds, caches) and a crash cannot take the
-comparison down. The in-process launcher calls `vgrpo.train.main` directly and saves the
-interpreter start-up per run (tests, quick looks). Both give every run the same number of CPU
-threads.
+A training is finished when its folder holds summary.json (the trainer writes it last), so re-running
+the same command resumes: finished trainings are skipped, an unfinished one continues from its newest
+checkpoint (the trainer's `checkpoint.resume=auto`). A folder made with another config is refused
+before anything trains. Each training runs in its own process (clean torch state; a crash does not
+stop the others), with the environment of this one (set OMP_NUM_THREADS there to pin the threads).
 """
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vgrpo.experiments.plan import RunSpec
+from vgrpo.experiments.plan import PlanError, Training, flatten
 
-LAUNCHERS = ("subprocess", "inprocess")
-LOG_TAIL_LINES = 15
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What happened to one run: status "skipped" (finished earlier), "done" or "failed"."""
-
-    name: str
-    status: str
-    seconds: float = 0.0
-    message: str = ""
+MAY_DIFFER = ("job.output_dir", "logging.")  # keys that do not change what a training computes
 
 
-def is_finished(spec: RunSpec) -> bool:
-    """A run is finished when the trainer has written its summary.json."""
-    return (spec.run_dir / "summary.json").is_file()
+def is_finished(out: Path, training: Training) -> bool:
+    return (out / training.name / "summary.json").is_file()
 
 
-def thread_environment(threads: int) -> dict[str, str]:
-    """Environment that pins torch's and OpenMP's thread pools of a child process to `threads`."""
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+def check_folders(out: Path, trainings: list[Training]) -> None:
+    """Raise PlanError when a training's folder holds a run of another config (other budget, other keys)."""
+    problems = []
+    for t in trainings:
+        path = out / t.name / "config.json"
+        if not path.is_file():
+            continue
+        have, want = flatten(json.loads(path.read_text())), flatten(t.config)
+        diffs = [f"{k}: folder has {have.get(k)!r}, plan wants {want.get(k)!r}" for k in sorted(set(have) | set(want))
+                 if not k.startswith(MAY_DIFFER) and have.get(k) != want.get(k)]
+        if diffs:
+            problems.append(f"{out / t.name} was made with another config ({'; '.join(diffs[:4])}): "
+                            "delete it or choose another --out")
+    if problems:
+        raise PlanError("existing run folders do not match the plan:\n  - " + "\n  - ".join(problems))
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    text = path.read_text(errors="replace").splitlines() if path.is_file() else []
-    return "\n".join(text[-lines:])
+def command(training: Training) -> list[str]:
+    return [sys.executable, "-m", "vgrpo.train", *training.argv]
 
 
-def launch_subprocess(spec: RunSpec, threads: int, log_path: Path) -> str:
-    """Train `spec` in a child `python -m vgrpo.train`; returns "" on success, else why it failed."""
+def run_one(training: Training, log_path: Path) -> str:
+    """Train in a child process, its output to `log_path`; "" on success, else why it failed."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "vgrpo.train", *spec.argv()]
     with log_path.open("w") as log:
-        log.write("$ " + " ".join(command) + "\n")
+        log.write("$ " + " ".join(command(training)) + "\n")
         log.flush()
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=thread_environment(threads)).returncode
-    if code != 0:
-        return f"exit status {code}; last lines of {log_path}:\n{_tail(log_path)}"
-    return ""
+        code = subprocess.run(command(training), stdout=log, stderr=subprocess.STDOUT).returncode
+    if code == 0:
+        return ""
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+    return f"exit status {code}; last lines of {log_path}:\n{tail}"
 
 
-def launch_in_process(spec: RunSpec, threads: int, log_path: Path) -> str:
-    """Train `spec` through `vgrpo.train.main` in this process; returns "" on success, else why not."""
-    import torch
-
-    from vgrpo.train import main
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        code = main(spec.argv())
-    except Exception:  # noqa: BLE001 - one failed run must not stop the comparison
-        return traceback.format_exc(limit=8)
-    finally:
-        torch.set_num_threads(previous)
-    return "" if code == 0 else f"vgrpo.train.main returned {code}"
-
-
-def run_all(
-    specs: list[RunSpec],
-    estimated_seconds: dict[str, float],
-    *,
-    threads: int,
-    launcher: str = "subprocess",
-    log_dir: Path,
-    echo: Callable[[str], None] = print,
-) -> list[RunOutcome]:
-    """Run every unfinished spec in order; failures are reported and the next run starts.
-
-    After each run the time left is re-estimated: the plan's estimate of the remaining runs, scaled
-    by how the finished runs' measured time compared with their estimate.
-    """
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
-    launch = launch_subprocess if launcher == "subprocess" else launch_in_process
-    outcomes: list[RunOutcome] = []
-    measured = estimated = 0.0
-    pending = [s for s in specs if not is_finished(s)]
-    for index, spec in enumerate(specs, 1):
-        prefix = f"[{index}/{len(specs)}] {spec.name}"
-        if spec not in pending:
-            outcomes.append(RunOutcome(spec.name, "skipped", message="summary.json exists"))
+def run_all(out: Path, trainings: list[Training], echo: Callable[[str], None] = print) -> list[str]:
+    """Train every unfinished training in order; returns the names of those that failed. The time left
+    is estimated from the seconds per iteration measured so far in this invocation."""
+    todo = [t for t in trainings if not is_finished(out, t)]
+    iterations = {t.name: t.config["job"]["iterations"] for t in todo}
+    failed, seconds, done = [], 0.0, 0
+    for index, t in enumerate(trainings, 1):
+        prefix = f"[{index}/{len(trainings)}] {t.name}"
+        if t not in todo:
             echo(f"{prefix}: finished earlier, skipped")
             continue
-        echo(f"{prefix}: training (about {estimated_seconds[spec.name] / 60:.1f} min) ...")
+        echo(f"{prefix}: training ...")
         start = time.perf_counter()
-        failure = launch(spec, threads, log_dir / f"{spec.name}.log")
-        seconds = time.perf_counter() - start
-        if not failure and not is_finished(spec):
-            failure = f"the trainer exited without writing {spec.run_dir / 'summary.json'}"
-        pending.remove(spec)
-        measured += seconds
-        estimated += estimated_seconds[spec.name]
-        left = sum(estimated_seconds[s.name] for s in pending) * measured / max(estimated, 1e-9)
+        failure = run_one(t, out / "logs" / f"{t.name}.log")
+        if not failure and not is_finished(out, t):
+            failure = f"the trainer exited without writing {out / t.name / 'summary.json'}"
+        seconds += time.perf_counter() - start
+        done += iterations.pop(t.name)
+        left = seconds / done * sum(iterations.values())
         if failure:
-            outcomes.append(RunOutcome(spec.name, "failed", seconds, failure))
-            echo(f"{prefix}: FAILED after {seconds:.0f} s: {failure}")
+            failed.append(t.name)
+            echo(f"{prefix}: FAILED: {failure}")
         else:
-            outcomes.append(RunOutcome(spec.name, "done", seconds))
-            echo(f"{prefix}: done in {seconds:.0f} s" + (f"; about {left / 60:.1f} min left" if pending else ""))
-    return outcomes
+            echo(f"{prefix}: done in {time.perf_counter() - start:.0f} s" +
+                 (f"; about {left / 60:.1f} min left at this pace" if iterations else ""))
+    return failed

@@ -79,7 +79,8 @@ def markdown(rows: list[dict], setup: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vgrpo.experiments.variance", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/compare/variance", help="output folder")
     ap.add_argument("--prompts", type=int, default=8, help="training prompts in the fixed batch")
     ap.add_argument("--group-size", type=int, default=8, help="images per prompt")
@@ -93,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.sampling.rollout import rollout
-    from vgrpo.world.prompts import train_prompts_by_category
+    from vgrpo.tasks.shapes import eval_prompts, train_prompts_by_category
 
     adapter = ShapesAdapter.from_pretrained()
-    cats = list(train_prompts_by_category().values())
-    prompts = [cats[i % len(cats)][(i // len(cats)) % len(cats[i % len(cats)])] for i in range(args.prompts)]
+    prompts = eval_prompts(train_prompts_by_category(), args.prompts)[: args.prompts]  # cycling over categories
     batch = rollout(adapter, prompts, list(range(args.prompts)), iteration=0, seed=args.seed,
                     group_size=args.group_size, steps=args.steps, solver="dpm++2m", shift=1.0)
 

@@ -1,4 +1,4 @@
-"""The reward-stability and headroom measurements' arithmetic."""
+"""The one-off measurements' arithmetic: reward stability, headroom, and the variance ablation."""
 
 import math
 
@@ -7,6 +7,8 @@ import torch
 
 from vgrpo.experiments.headroom import per_category
 from vgrpo.experiments.reward_stability import rotated, stability, within_group_correlation
+from vgrpo.experiments.variance import main as variance_main
+from vgrpo.experiments.variance import summarize, surrogate_draws
 
 
 def test_rotation_is_small_and_keeps_the_noise_standard_normal():
@@ -41,3 +43,21 @@ def test_best_of_k_and_means_per_category():
     assert out["mean"] == pytest.approx({"colors": 0.45, "position": 0.5, "overall": 0.475})
     assert out["best_of_k"] == pytest.approx({"colors": 0.8, "position": 0.5, "overall": 0.65})
     assert out["accuracy"]["colors"] == 0.25
+
+
+def test_variance_ablation_shared_stratified_pairs_cut_the_estimator_noise():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(17, 32), torch.nn.SiLU(), torch.nn.Linear(32, 16))
+
+    def velocity(z, t):
+        return net(torch.cat([z, t[:, None]], dim=1))
+
+    x0 = torch.randn(4, 1, 16).add(0.5 * torch.randn(4, 4, 16)).reshape(16, 16)  # 4 groups of 4 similar samples
+    rows = {
+        key: summarize(surrogate_draws(velocity, x0, 4, 4, 8, sharing, stratified), 4)
+        for key, sharing, stratified in (("independent", "none", False), ("vgrpo", "batch", True))
+    }
+    assert set(rows["vgrpo"]) == {"cv", "cv_within_group", "centred_noise_to_signal"}
+    assert rows["vgrpo"]["centred_noise_to_signal"] * 2 < rows["independent"]["centred_noise_to_signal"]
+    with pytest.raises(SystemExit):  # argument errors before any model is loaded
+        variance_main(["--draws", "1"])
