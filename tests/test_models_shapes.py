@@ -29,13 +29,20 @@ def base():
     return ShapesAdapter.from_pretrained()
 
 
-def test_shipped_assets_are_packaged_and_small():
-    folder = shipped_model_path()
+@pytest.mark.parametrize("captions", ["web", "clean"])
+def test_shipped_assets_are_packaged_and_small(captions):
+    folder = shipped_model_path(captions)
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert {"config.json", "denoiser.safetensors", "text_encoder.safetensors"} <= set(files)
     assert sum(files.values()) < 8 * 2**20
     config = json.loads((folder / "config.json").read_text())
     assert set(config["heldout_eval"]["score"]) >= {"single_object", "counting", "position", "overall"}
+    assert config["recipe"]["captions"] == captions
+
+
+def test_shipped_model_path_names_the_choices():
+    with pytest.raises(ValueError, match="clean"):
+        shipped_model_path("alt-text")
 
 
 def test_base_model_loads_with_the_documented_interface(base):

@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     run.ema.forget_prompt_encodings()
     extra = {"recipe": recipe, "trained_steps": args.steps, "train_seconds": round(run.seconds),
              "final_loss_ema": run.running}
+    run.ema.config.pop("heldout_eval", None)  # an --init model's evaluation does not describe this one
     if args.eval_samples:
         print("evaluating the EMA model on the held-out prompts ...")
         extra["heldout_eval"] = ev = heldout_eval(run.ema, args.eval_samples)

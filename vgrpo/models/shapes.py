@@ -5,7 +5,7 @@ latents are images mapped to [-1, 1], latent_shape = (3, S, S) with S = 32. The 
 transformers `CLIPTextModelWithProjection` over the grammar's word vocabulary; it is trained with
 the denoiser by `python -m vgrpo.pretrain` and frozen afterwards (RL trains the denoiser only).
 Saved models are a folder with config.json, denoiser.safetensors and text_encoder.safetensors;
-the shipped base model lives in `vgrpo/assets/shapes_base`.
+the shipped base model lives in `vgrpo/assets/shapes_web` (see `shipped_model_path`).
 """
 
 from __future__ import annotations
@@ -76,9 +76,17 @@ def default_text_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def shipped_model_path() -> Path:
-    """Folder of the base model shipped inside the package."""
-    return Path(str(resources.files("vgrpo") / "assets" / "shapes_base"))
+SHIPPED_MODELS = {"web": "shapes_web", "clean": "shapes_base"}
+
+
+def shipped_model_path(captions: str = "web") -> Path:
+    """Folder of a base model shipped inside the package. "web" (the default base of every command):
+    `assets/shapes_web`, the web-caption fine-tune (docs/world.md) of the clean-caption pretrained
+    model; it can draw every prompt but follows prompts loosely, as real text-to-image models do.
+    "clean": `assets/shapes_base`, the model pretrained on true captions (the fine-tune's start)."""
+    if captions not in SHIPPED_MODELS:
+        raise ValueError(f"shipped model captions must be one of {sorted(SHIPPED_MODELS)}, got {captions!r}")
+    return Path(str(resources.files("vgrpo") / "assets" / SHIPPED_MODELS[captions]))
 
 
 class ShapesAdapter(ModelAdapter):
@@ -278,4 +286,4 @@ def parameter_counts(model: ShapesAdapter) -> dict[str, int]:
     }
 
 
-__all__ = ["ShapesAdapter", "velocity_from_output", "default_denoiser_config", "default_text_config", "shipped_model_path", "parameter_counts"]
+__all__ = ["ShapesAdapter", "velocity_from_output", "default_denoiser_config", "default_text_config", "shipped_model_path", "SHIPPED_MODELS", "parameter_counts"]
