@@ -90,6 +90,20 @@ def test_a_cached_id_resolves_offline_to_its_snapshot(offline_cache):
     assert len(loaded.denoiser.transformer_blocks) == 1
 
 
+def test_a_cached_diffusers_id_passes_the_directory_check(offline_cache):
+    """A FLUX directory in the cache as huggingface_hub lays it out (every file a link to a blob)."""
+    import os
+    import shutil
+
+    from tests.fixtures_tiny_models import tiny_flux_dir
+    from vgrpo.models.local_dir import validate_model_dir
+
+    folder = cache_snapshot(offline_cache, "black-forest-labs/FLUX.1-dev")
+    shutil.copytree(tiny_flux_dir(), folder, dirs_exist_ok=True,
+                    copy_function=lambda src, dst: os.symlink(os.path.abspath(src), dst))
+    assert validate_model_dir("black-forest-labs/FLUX.1-dev", "flux") == folder.resolve()
+
+
 def test_an_uncached_id_offline_is_named_by_the_loaders_too(offline_cache):
     from vgrpo.models.local_dir import ModelDirError, validate_model_dir
     from vgrpo.rewards.registry import build_reward
