@@ -142,6 +142,15 @@ def test_print_config_does_not_check_paths(offline_cache, capsys):
     assert json.loads(capsys.readouterr().out)["model"]["path"] == ID
     assert train.main(["--preset=flux-dev", f"--model.path={ID}"]) == 2
     assert f"huggingface-cli download {ID}" in capsys.readouterr().err
+    from vgrpo import evaluate
+
+    with pytest.raises(SystemExit) as exc:  # its own options are checked as they are parsed
+        evaluate.main([f"--model.path={ID}", "--rewards", "pickscore", "--reward-paths", ID])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--reward_paths[0] {ID!r} is not a local folder" in err
+    assert evaluate.main([f"--model.path={ID}"]) == 2
+    assert f"model.path {ID!r} is not a local folder" in capsys.readouterr().err
 
 
 def test_entry_points_default_to_offline_without_overriding_the_user():

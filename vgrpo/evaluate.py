@@ -5,7 +5,7 @@
     python -m vgrpo.evaluate --run runs/shapes-cpu --checkpoint step-000050 \\
         --rewards shapes,jpeg_compressibility --prompts heldout --images-per-prompt 8
     python -m vgrpo.evaluate --preset sd35m-stage1 --model.path /models/sd35m \\
-        --prompts prompts.txt --rewards pickscore,clipscore --reward-paths yuvalkirstain/PickScore_v1,/models/clip-l
+        --prompts prompts.txt --rewards pickscore,clipscore --reward-paths /models/PickScore_v1,openai/clip-vit-large-patch14
 
 Writes `<out>/eval.json` (per-reward mean, std and count; per-category verifier score and accuracy
 when the prompts are in the shapes grammar) and `<out>/eval.md` (the same as tables), the way the
@@ -221,11 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from vgrpo.rewards.registry import RewardSpec, build_reward_set
-    from vgrpo.trainer.config import validate
+    from vgrpo.trainer.config import ConfigError, validate
     from vgrpo.trainer.parallelize import apply_finetune_mode
     from vgrpo.trainer.trainer import build_adapter
 
-    validate(cfg)
+    try:  # paths (and hub ids) are checked here, when the run starts
+        validate(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     prompts, metadata = load_prompts_and_metadata(args.prompts)
     names = args.rewards
     paths = [None if p in ("", "none") else p for p in args.reward_paths] or [None] * len(names)
