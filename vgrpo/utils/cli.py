@@ -23,6 +23,19 @@ The API, for entry points:
     key_lines(obj) / field_docstrings  the generated help / reference
     ConfigError                        every problem; the message names the key
 
+Field types: str, int, float, bool, Literal[...], T | None ("none" on the command line), list[T],
+a nested dataclass (a group). A field without a default is required. An entry point:
+
+    @dataclass
+    class Options:
+        out: str
+        "Output folder."
+        seeds: list[int] = field(default_factory=lambda: [0])
+        "Seeds to run."
+
+    def main(argv=None):
+        o = cli.parse(Options, argv, __doc__, check=lambda o: [] if o.seeds else ["--seeds is empty"])
+
 Own code, not tyro or jsonargparse: the `--section.key` syntax, its typed parsing and error texts
 existed before (vgrpo.train), the same parser reads the config files (TOML and YAML alike, with
 the config's error messages) and feeds the generated config reference of docs/trainer.md; the
