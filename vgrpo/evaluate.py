@@ -5,7 +5,7 @@
     python -m vgrpo.evaluate --run runs/shapes-cpu --checkpoint step-000050 \\
         --rewards shapes,jpeg_compressibility --prompts heldout --images-per-prompt 8
     python -m vgrpo.evaluate --preset sd35m-stage1 --model.path /models/sd35m \\
-        --prompts prompts.txt --rewards pickscore,clipscore --reward-paths /models/PickScore_v1,/models/clip-l
+        --prompts prompts.txt --rewards pickscore,clipscore --reward-paths /models/PickScore_v1,openai/clip-vit-large-patch14
 
 Writes `<out>/eval.json` (per-reward mean, std and count; per-category verifier score and accuracy
 when the prompts are in the shapes grammar) and `<out>/eval.md` (the same as tables), the way the
@@ -15,10 +15,10 @@ same draws.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -149,49 +149,90 @@ def evaluate_model(adapter, prompts: list[str], rewards, *, images_per_prompt: i
     return images, sample_prompts, rewards(images.float().cpu(), sample_prompts, metadata=sample_metadata)
 
 
+@dataclass
+class EvaluateOptions:
+    """The options of `python -m vgrpo.evaluate` besides the config's (--preset, --config, --section.key)."""
+
+    run: str | None = None
+    """Run folder (its config.json and checkpoints); None = the config of --preset / --config."""
+    checkpoint: str | None = None
+    """Checkpoint folder name inside <run>/checkpoints; None = the newest that passes its check."""
+    prompts: str = "heldout"
+    """'heldout', 'train' or a prompt file (one per line, or *.jsonl with metadata)."""
+    rewards: list[str] = field(default_factory=lambda: ["shapes"])
+    """Reward names (vgrpo.rewards.registry)."""
+    reward_paths: list[str] = field(default_factory=list)
+    """Per reward, its weights folder, hub id or endpoint URL ("none" for none); empty = none for all."""
+    images_per_prompt: int = 4
+    """Images per prompt, each with its own fixed noise."""
+    seed: int = 0
+    """Seed of the fixed noise."""
+    batch_size: int = 64
+    """Images generated per batch."""
+    out: str | None = None
+    """Output folder; None = <run>/evaluate, or runs/evaluate without --run."""
+
+
+def problems(o: EvaluateOptions) -> list[str]:
+    """What is wrong with the options (checked before any model is loaded)."""
+    from vgrpo.utils import hub
+
+    found = [] if o.images_per_prompt >= 1 else ["--images_per_prompt must be >= 1"]
+    if o.reward_paths and len(o.reward_paths) != len(o.rewards):
+        found.append(f"--reward_paths has {len(o.reward_paths)} entries for {len(o.rewards)} rewards")
+    return found + [m for i, p in enumerate(o.reward_paths) if (m := hub.problem(p, f"--reward_paths[{i}]"))]
+
+
+def parse_command_line(argv: Sequence[str] | None) -> tuple[EvaluateOptions, object, bool]:
+    """(the options, the resolved Config, --print-config given); exits 0 after --help, 2 on a bad input."""
+    from vgrpo.trainer.cli import help_text, parse_command
+    from vgrpo.trainer.config import ConfigError
+    from vgrpo.utils.cli import key_lines, set_key
+
+    try:
+        command = parse_command(sys.argv[1:] if argv is None else list(argv), extra_roots=(EvaluateOptions,))
+        if command.help:
+            print(help_text(__doc__, ["options of vgrpo.evaluate:", *key_lines(EvaluateOptions())]), end="")
+            raise SystemExit(0)
+        options, overrides = EvaluateOptions(), []
+        for item in command.overrides:
+            key, _, value = item.partition("=")
+            if "." in key:
+                overrides.append(item)
+            else:
+                set_key(options, key, value)
+        cfg = load_run_config(options.run, command.preset, overrides, command.config_file)
+        found = [] if command.print_only else problems(options)
+        if found:
+            raise ConfigError("; ".join(found))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return options, cfg, command.print_only
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = argparse.ArgumentParser(prog="python -m vgrpo.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", help="run folder (its config.json and checkpoints)")
-    parser.add_argument("--checkpoint", help="checkpoint folder name inside <run>/checkpoints (default: newest)")
-    parser.add_argument("--preset", help="config preset when --run is not given (default shapes-cpu)")
-    parser.add_argument("--config", help="TOML / YAML config file applied before the overrides (as in vgrpo.train)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    parser.add_argument("--prompts", default="heldout",
-                        help="'heldout', 'train' or a prompt file (one per line, or *.jsonl with metadata)")
-    parser.add_argument("--rewards", default="shapes", help="comma-separated reward names (vgrpo.rewards.registry)")
-    parser.add_argument("--reward-paths", default="", help="comma-separated local paths / URLs, '' for none")
-    parser.add_argument("--images-per-prompt", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", help="output folder (default: <run>/evaluate or runs/evaluate)")
-    args, rest = parser.parse_known_args(argv)
-    from vgrpo.trainer.cli import parse_command, print_config
-    from vgrpo.trainer.config import ConfigError
+    args, cfg, print_only = parse_command_line(argv)
+    if print_only:
+        from vgrpo.trainer.cli import print_config
 
-    try:  # the config overrides, --section.key=value or --section.key value, parsed as vgrpo.train does
-        overrides = parse_command(rest).overrides
-        cfg = load_run_config(args.run, args.preset, overrides, args.config)
-    except ConfigError as exc:
-        parser.error(str(exc))
-    if args.print_config:
         print_config(cfg)
         return 0
 
     from vgrpo.rewards.registry import RewardSpec, build_reward_set
-    from vgrpo.trainer.config import validate
+    from vgrpo.trainer.config import ConfigError, validate
     from vgrpo.trainer.parallelize import apply_finetune_mode
     from vgrpo.trainer.trainer import build_adapter
 
-    validate(cfg)
+    try:  # paths (and hub ids) are checked here, when the run starts
+        validate(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     prompts, metadata = load_prompts_and_metadata(args.prompts)
-    names = [n for n in args.rewards.split(",") if n]
-    paths = [p or None for p in args.reward_paths.split(",")] if args.reward_paths else [None] * len(names)
-    if len(paths) != len(names):
-        parser.error(f"--reward-paths has {len(paths)} entries for {len(names)} rewards")
-    if args.images_per_prompt < 1:
-        parser.error("--images-per-prompt must be >= 1")
+    names = args.rewards
+    paths = [None if p in ("", "none") else p for p in args.reward_paths] or [None] * len(names)
     checkpoint = find_checkpoint(args.run, args.checkpoint) if args.run else None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rewards = build_reward_set([RewardSpec(n, path=p) for n, p in zip(names, paths)], device=device)

@@ -2,6 +2,7 @@
 
     python -m vgrpo.export --run runs/flux-lora --out exports/flux-lora --format lora
     python -m vgrpo.export --run runs/flux-lora --checkpoint step-000100 --out exports/flux --format merged --ema
+    python -m vgrpo.export --config export.toml       (the same keys in a TOML / YAML file; --help lists them)
 
 --format lora (LoRA runs): DIR/pytorch_lora_weights.safetensors in diffusers' LoRA format, the keys
     `transformer.<module path>.lora_A.weight` [r, in] and `.lora_B.weight` [out, r] in the trained
@@ -27,15 +28,16 @@ records where it came from.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
 import sys
+import typing
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,7 +45,11 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
-FORMATS = ("lora", "merged")
+from vgrpo.utils import hub  # noqa: E402
+from vgrpo.utils.cli import parse  # noqa: E402
+
+Format = Literal["lora", "merged"]
+FORMATS = typing.get_args(Format)
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 PEFT_WEIGHTS = "adapter_model.safetensors"
 LORA_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
@@ -110,9 +116,13 @@ def base_directory(cfg) -> Path | None:
     seeded random weights); ExportError naming the path when it is missing or incomplete."""
     m = cfg.model
     if m.name == "shapes":
-        if m.path is not None and not (Path(m.path) / "config.json").is_file():
+        try:
+            path = hub.resolve(m.path, "model.path of the run")
+        except hub.HubIdError as exc:
+            raise ExportError(str(exc)) from None
+        if path is not None and not (Path(path) / "config.json").is_file():
             raise ExportError(f"base model folder {m.path} (model.path of the run) is missing or has no config.json")
-        return None if m.path is None else Path(m.path)
+        return None if path is None else Path(path)
     from vgrpo.models.local_dir import ModelDirError, validate_model_dir
 
     try:
@@ -315,22 +325,32 @@ def export(run: str | Path, out: str | Path, fmt: str, *, checkpoint: str | None
     return out
 
 
+@dataclass
+class ExportOptions:
+    """The options of `python -m vgrpo.export` (see the module docstring)."""
+
+    run: str
+    """Run folder (its config.json and checkpoints/)."""
+    out: str
+    """Output folder (must not exist or be empty, unless --overwrite)."""
+    format: Format
+    """lora: diffusers / peft LoRA files; merged: a full model."""
+    checkpoint: str | None = None
+    """Checkpoint folder name in <run>/checkpoints (step-50 names step-000050); None = the newest that passes its check."""
+    ema: bool = False
+    """Export the EMA of the trained parameters (optim.ema_decay) instead of the parameters."""
+    overwrite: bool = False
+    """Replace an existing non-empty --out."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vgrpo.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="run folder (its config.json and checkpoints/)")
-    parser.add_argument("--checkpoint", help="checkpoint folder name in <run>/checkpoints (default: the newest that passes its check)")
-    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="lora: diffusers/peft LoRA files; merged: a full model")
-    parser.add_argument("--ema", action="store_true", help="export the EMA of the trained parameters (optim.ema_decay)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    args = parser.parse_args(argv)
+    o = parse(ExportOptions, argv, __doc__)
     try:
-        out = export(args.run, args.out, args.format, checkpoint=args.checkpoint, ema=args.ema, overwrite=args.overwrite)
+        out = export(o.run, o.out, o.format, checkpoint=o.checkpoint, ema=o.ema, overwrite=o.overwrite)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({args.format}{', EMA' if args.ema else ''})")
+    print(f"wrote {out} ({o.format}{', EMA' if o.ema else ''})")
     return 0
 
 

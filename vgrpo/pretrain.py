@@ -31,12 +31,13 @@ To refresh the shipped model: python -m vgrpo.pretrain --out vgrpo/assets/shapes
 
 from __future__ import annotations
 
-import argparse
 import copy
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,6 +54,7 @@ from vgrpo.models.shapes import (  # noqa: E402
     parameter_counts,
 )
 from vgrpo.trainer.lr_schedule import lr_multiplier  # noqa: E402
+from vgrpo.utils import cli  # noqa: E402
 from vgrpo.utils.atomic import write_atomically  # noqa: E402
 from vgrpo.world.captions import web_caption  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
@@ -60,48 +62,68 @@ from vgrpo.world.render import render_batch  # noqa: E402
 from vgrpo.world.text import encode, tokenize  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python -m vgrpo.pretrain",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--out", default="runs/shapes_base", help="output model folder")
-    ap.add_argument("--steps", type=int, default=10000, help="optimiser steps")
-    ap.add_argument("--batch", type=int, default=48, help="images per step")
-    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    ap.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    ap.add_argument("--ema", type=float, default=0.995, help="EMA decay of the saved weights")
-    ap.add_argument("--patch-size", type=int, default=4, choices=(1, 2, 4, 8), help="denoiser patch side in pixels")
-    ap.add_argument("--layers", type=int, default=4, help="denoiser transformer blocks")
-    ap.add_argument("--heads", type=int, default=3, help="denoiser attention heads of width 32 (model width = 32 x heads)")
-    ap.add_argument("--prediction", choices=PREDICTIONS, default="x",
-                    help="what the denoiser outputs: the clean image (x) or the velocity (v)")
-    ap.add_argument("--t-mean", type=float, default=0.5, help="location of the logit-normal timestep density (> 0: noisier)")
-    ap.add_argument("--cfg-drop", type=float, default=0.1, help="probability of the empty prompt")
-    ap.add_argument("--captions", choices=("clean", "web"), default="clean",
-                    help="text paired with each render: its prompt (clean) or a web-like corruption of it "
-                         "(web: vgrpo.world.captions, default probabilities)")
-    ap.add_argument("--init", default=None,
-                    help="start from this shapes model folder (fine-tuning; the architecture and prediction "
-                         "arguments are then the folder's) instead of random weights")
-    ap.add_argument("--seed", type=int, default=0, help="seed of weights, data and noise")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--save-every", type=int, default=500, help="save the EMA model every N steps")
-    ap.add_argument("--resume", choices=("auto", "never"), default="auto",
-                    help="auto: continue from --out/pretrain_state.pt when it exists; never: start over")
-    ap.add_argument("--eval-samples", type=int, default=64, help="held-out images per category in the final eval (0: skip)")
-    args = ap.parse_args(argv)
-    for name in ("steps", "batch", "threads", "save_every", "layers", "heads"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.eval_samples < 0:
-        ap.error("--eval-samples must be >= 0")
-    if not 0.0 <= args.cfg_drop < 1.0:
-        ap.error("--cfg-drop must be in [0, 1)")
-    if not 0.0 <= args.ema < 1.0:
-        ap.error("--ema must be in [0, 1)")
-    return args
+@dataclass
+class PretrainOptions:
+    """The options of `python -m vgrpo.pretrain` (the recipe above)."""
+
+    out: str = "runs/shapes_base"
+    """Output model folder."""
+    steps: int = 10000
+    """Optimiser steps."""
+    batch: int = 48
+    """Images per step."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    warmup: int = 100
+    """Linear warm-up steps."""
+    ema: float = 0.995
+    """EMA decay of the saved weights, in [0, 1)."""
+    patch_size: Literal[1, 2, 4, 8] = 4
+    """Denoiser patch side in pixels."""
+    layers: int = 4
+    """Denoiser transformer blocks."""
+    heads: int = 3
+    """Denoiser attention heads of width 32 (model width = 32 x heads)."""
+    prediction: str = "x"
+    """What the denoiser outputs: the clean image (x) or the velocity (v)."""
+    t_mean: float = 0.5
+    """Location of the logit-normal timestep density (> 0: noisier)."""
+    cfg_drop: float = 0.1
+    """Probability of the empty prompt, in [0, 1)."""
+    captions: Literal["clean", "web"] = "clean"
+    """Text paired with each render: its prompt (clean) or a web-like corruption of it (web: vgrpo.world.captions, default probabilities)."""
+    init: str | None = None
+    """Start from this shapes model folder (fine-tuning; the architecture and prediction options are then the folder's) instead of random weights."""
+    seed: int = 0
+    """Seed of weights, data and noise."""
+    threads: int = 2
+    """Torch CPU threads."""
+    save_every: int = 500
+    """Save the EMA model every N steps."""
+    resume: Literal["auto", "never"] = "auto"
+    """auto: continue from <out>/pretrain_state.pt when it exists; never: start over."""
+    eval_samples: int = 64
+    """Held-out images per category in the final eval (0: skip)."""
+
+
+def problems(o: PretrainOptions) -> list[str]:
+    """What is wrong with the options (checked before anything is built)."""
+    found = [f"--{name} must be >= 1" for name in ("steps", "batch", "threads", "save_every", "layers", "heads")
+             if getattr(o, name) < 1]
+    if o.prediction not in PREDICTIONS:
+        found.append(f"--prediction must be one of {'|'.join(PREDICTIONS)}, got {o.prediction!r}")
+    if o.eval_samples < 0:
+        found.append("--eval_samples must be >= 0")
+    if not 0.0 <= o.cfg_drop < 1.0:
+        found.append("--cfg_drop must be in [0, 1)")
+    if not 0.0 <= o.ema < 1.0:
+        found.append("--ema must be in [0, 1)")
+    return found
+
+
+def parse_args(argv: list[str] | None = None) -> PretrainOptions:
+    """The checked options of `argv` (exits 2 naming a bad one; 0 after --help / --print-config)."""
+    return cli.parse(PretrainOptions, argv, __doc__, check=problems)
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:
@@ -210,7 +232,7 @@ def recipe_optimizer(model: ShapesAdapter, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
 
-def build(args: argparse.Namespace) -> Pretraining:
+def build(args: PretrainOptions) -> Pretraining:
     """Fresh model, EMA copy, optimiser and schedule of the recipe in `args` (seeded)."""
     torch.manual_seed(args.seed)
     if args.init is not None:
@@ -232,7 +254,7 @@ def build(args: argparse.Namespace) -> Pretraining:
     return Pretraining(model, ema, opt, sched, np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed))
 
 
-def resume_if_possible(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
+def resume_if_possible(run: Pretraining, args: PretrainOptions, recipe: dict) -> None:
     """Load --out/pretrain_state.pt into `run` (resume=auto); refuse a state of another recipe."""
     path = Path(args.out) / STATE_FILE
     if args.resume == "never" or not path.is_file():
@@ -247,7 +269,7 @@ def resume_if_possible(run: Pretraining, args: argparse.Namespace, recipe: dict)
     print(f"resuming from {path} at step {run.step}")
 
 
-def save(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
+def save(run: Pretraining, args: PretrainOptions, recipe: dict) -> None:
     """The EMA model (atomically per file) and the resumable state (atomically) at run.step."""
     run.ema.forget_prompt_encodings()
     run.ema.save_pretrained(args.out, {"recipe": recipe, "trained_steps": run.step})
@@ -255,7 +277,7 @@ def save(run: Pretraining, args: argparse.Namespace, recipe: dict) -> None:
     write_atomically(Path(args.out) / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
-def train_step(run: Pretraining, args: argparse.Namespace, by_cat: dict[str, list[str]]) -> float:
+def train_step(run: Pretraining, args: PretrainOptions, by_cat: dict[str, list[str]]) -> float:
     """One optimiser step on a fresh batch of renders; returns the loss."""
     denoiser, text = run.model.denoiser, run.model.text_encoder
     prompts = draw_prompts(run.rng, by_cat, args.batch, args.cfg_drop)
@@ -287,7 +309,7 @@ def train_step(run: Pretraining, args: argparse.Namespace, by_cat: dict[str, lis
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    recipe = {k: v for k, v in vars(args).items() if k not in NOT_RECIPE}
+    recipe = {k: v for k, v in dataclasses.asdict(args).items() if k not in NOT_RECIPE}
     run = build(args)
     resume_if_possible(run, args, recipe)
     by_cat = train_prompts_by_category()

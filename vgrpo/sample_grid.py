@@ -3,12 +3,13 @@ render, then samples of the model, each captioned with its verifier score.
 
     python -m vgrpo.sample_grid --out grid.png                  # shipped base model
     python -m vgrpo.sample_grid --model runs/shapes_base --out grid.png --per-prompt 6
+    python -m vgrpo.sample_grid --out grid.png --prompts "a red circle" "two blue squares" --steps 8
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,6 +20,7 @@ from PIL import Image  # noqa: E402
 from vgrpo.models.shapes import ShapesAdapter  # noqa: E402
 from vgrpo.rewards.shapes import score  # noqa: E402
 from vgrpo.sampling.ode import SOLVERS  # noqa: E402
+from vgrpo.utils import cli  # noqa: E402
 from vgrpo.utils.image_grid import image_grid  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, parse  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
@@ -40,22 +42,40 @@ def make_grid(
                       min_tile=side, max_tile=side)
 
 
+@dataclass
+class SampleGridOptions:
+    """The options of `python -m vgrpo.sample_grid`."""
+
+    out: str
+    """Output PNG path."""
+    model: str | None = None
+    """Model folder or hub id, e.g. a `vgrpo.export --format merged` of a run (`--model.path` works too); None = the shipped base model."""
+    prompts: list[str] = field(default_factory=list)
+    """Prompts, several words or comma-separated; empty = one held-out prompt per category."""
+    per_prompt: int = 6
+    """Samples per prompt."""
+    solver: str | None = None
+    """ODE solver (vgrpo.sampling.ode.SOLVERS); None = the model's."""
+    steps: int | None = None
+    """Solver steps; None = the model's."""
+    guidance: float | None = None
+    """CFG scale; None = the model's."""
+    seed: int = 0
+    """Seed of the noise and of the ground-truth renders."""
+    zoom: int = 4
+    """Nearest-neighbour upscaling of each tile."""
+
+
+def problems(o: SampleGridOptions) -> list[str]:
+    """What is wrong with the options (checked before any model is loaded)."""
+    found = [] if o.per_prompt >= 1 else ["--per_prompt must be >= 1"]
+    if o.solver is not None and o.solver not in SOLVERS:
+        found.append(f"--solver must be one of {'|'.join(SOLVERS)}, got {o.solver!r}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m vgrpo.sample_grid", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output PNG path")
-    ap.add_argument("--model", "--model.path", dest="model", default=None,
-                    help="model folder, e.g. a `vgrpo.export --format merged` of a run (default: the shipped base model)")
-    ap.add_argument("--prompts", nargs="+", default=None, help="prompts (default: one held-out prompt per category)")
-    ap.add_argument("--per-prompt", type=int, default=6, help="samples per prompt")
-    ap.add_argument("--solver", choices=SOLVERS, default=None, help="ODE solver (default: the model's)")
-    ap.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's)")
-    ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--zoom", type=int, default=4, help="nearest-neighbour upscaling of each tile")
-    args = ap.parse_args(argv)
-    if args.per_prompt < 1:
-        ap.error("--per-prompt must be >= 1")
+    args = cli.parse(SampleGridOptions, argv, __doc__, check=problems, aliases={"model.path": "model"})
     torch.set_num_threads(2)
     prompts = args.prompts or default_prompts()
     for p in prompts:

@@ -20,6 +20,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from vgrpo.utils import hub
+
 
 class ModelDirError(ValueError):
     """A model directory is missing, incomplete or malformed."""
@@ -211,7 +213,8 @@ def _check_component(root: Path, c: Component) -> str | None:
 
 
 def validate_model_dir(path: str | Path | None, kind: str) -> Path:
-    """Check that `path` is a complete diffusers-format directory of family `kind` ("flux" | "sd3").
+    """Check that `path` (a folder, or a hub id: `vgrpo.utils.hub`) is a complete diffusers-format
+    directory of family `kind` ("flux" | "sd3").
 
     Returns the resolved directory. Raises ModelDirError naming the path, every problem found and
     the expected layout.
@@ -222,6 +225,10 @@ def validate_model_dir(path: str | Path | None, kind: str) -> Path:
             f"model family {kind!r} needs model.path: a local diffusers-format directory holding\n  "
             + expected_layout(kind)
         )
+    try:
+        path = hub.resolve(str(path), "model.path", hub.DIFFUSERS_FILES)
+    except hub.HubIdError as exc:
+        raise ModelDirError(str(exc)) from None
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ModelDirError(

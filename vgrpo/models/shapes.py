@@ -24,6 +24,7 @@ from transformers import CLIPTextModelWithProjection
 from vgrpo.models.base import Conditioning, ModelAdapter
 from vgrpo.models.local_dir import read_json
 from vgrpo.models.mmdit import mmdit_velocity
+from vgrpo.utils import hub
 from vgrpo.utils.atomic import write_atomically
 from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize
 
@@ -153,8 +154,8 @@ class ShapesAdapter(ModelAdapter):
     def from_pretrained(
         cls, path: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> ShapesAdapter:
-        """Load a saved model folder (default: the shipped base model)."""
-        folder = Path(path) if path is not None else shipped_model_path()
+        """Load a saved model folder or hub id (`vgrpo.utils.hub`; default: the shipped base model)."""
+        folder = Path(hub.resolve(str(path), "model folder")) if path is not None else shipped_model_path()
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():
             raise FileNotFoundError(f"no config.json in model folder {folder}")

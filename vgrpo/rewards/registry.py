@@ -56,7 +56,10 @@ def _with_path(module: str, cls: str, takes_device: bool = True):
     def build(path, device, **options):
         import importlib
 
+        from vgrpo.utils import hub
+
         reward_cls = getattr(importlib.import_module(f"vgrpo.rewards.{module}"), cls)
+        path = hub.resolve(path, f"{cls} path")  # a hub id: its snapshot in the HF cache
         return reward_cls(path, device=device, **options) if takes_device else reward_cls(path, **options)
 
     return build

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,9 @@ from typing import Any
 from vgrpo.algorithms.config import AlgorithmConfig
 from vgrpo.sampling.config import RolloutConfig
 from vgrpo.trainer.lr_schedule import SCHEDULES
+from vgrpo.utils import hub
+from vgrpo.utils.cli import ConfigError, parse_value, resolve_key
 from vgrpo.utils.prompt_file import PromptFileError, read_prompt_file
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the offending `section.key`."""
-
 
 KL_TARGETS = ("behaviour", "reference")
 
@@ -56,7 +52,7 @@ class ModelConfig:
     name: str = "shapes"
     """Model adapter: "shapes" (the built-in world's tiny MMDiT), "flux" (FLUX.1-dev) or "sd3" (SD 3.5), see vgrpo.models.registry."""
     path: str | None = None
-    """Weights folder (a diffusers-format directory for flux / sd3); None = the shapes weights shipped with the package."""
+    """Weights folder (a diffusers-format directory for flux / sd3) or a Hugging Face hub id (`org/name`, fetched into the HF cache; with HF_HUB_OFFLINE=1 it must be there already); None = the shapes weights shipped with the package."""
     init: str = "pretrained"
     """"pretrained" (load the weights) or "random" (same architecture, seeded random weights; for tests and smoke runs)."""
     dtype: str = "float32"
@@ -98,7 +94,7 @@ class RewardConfig:
     names: list[str] = field(default_factory=lambda: ["shapes"])
     """Rewards to optimise, by registry name (`vgrpo.rewards.registry`): "shapes" (the built-in verifier), "jpeg_compressibility", "pickscore", "hpsv2", ..."""
     paths: list[str] = field(default_factory=list)
-    """Per reward, its weights folder or endpoint URL ("none" for rewards that need none); default none for all."""
+    """Per reward, its weights folder, hub id (as `model.path`) or endpoint URL ("none" for rewards that need none); default none for all."""
     weights: list[float] = field(default_factory=list)
     """One weight per reward (default 1 each); the advantage is the weighted sum of per-reward group-normalised advantages."""
     std_eps: float = 1e-4
@@ -201,7 +197,7 @@ class EvalConfig:
     rewards: list[str] = field(default_factory=list)
     """Rewards scoring the evaluation images, by registry name; empty = the training rewards for a prompt file, the verifier only for the shapes held-out split (which always reports it)."""
     reward_paths: list[str] = field(default_factory=list)
-    """Per eval reward, its weights folder or endpoint URL ("none" for none); a reward trained with under the same path is reused, not loaded again."""
+    """Per eval reward, its weights folder, hub id or endpoint URL ("none" for none); a reward trained with under the same path is reused, not loaded again."""
     use_ema: bool = False
     """Evaluate with the EMA of the trainable parameters swapped in (needs optim.ema_decay > 0)."""
 
@@ -282,49 +278,8 @@ def _fill(obj: Any, where: str, values: dict[str, Any]) -> None:
 
 def _resolve_key(cfg: Config, dotted: str) -> tuple[Any, str, Any]:
     """(object holding the field, field name, field type) of "section.key" or "section.group.key"."""
-    section, *keys = dotted.split(".")
-    obj, where = _section(cfg, section), section
-    for i, key in enumerate(keys):
-        tp = _field_type(obj, where, key)
-        group = dataclasses.is_dataclass(tp)
-        if i == len(keys) - 1:
-            if group:
-                raise ConfigError(f"{dotted} is a group of keys; set them one by one: --{dotted}.<key>=value")
-            return obj, key, tp
-        if not group:
-            raise ConfigError(f"{dotted}: {where}.{key} has no sub-keys")
-        obj, where = getattr(obj, key), f"{where}.{key}"
-    raise AssertionError("unreachable")
-
-
-def _parse_value(text: str, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        if text.lower() in ("none", "null", ""):
-            return None
-        return _parse_value(text, inner[0], where)
-    if origin is list:
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        return [_parse_value(s, args[0], where) for s in items]
-    try:
-        if tp is bool:
-            low = text.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if tp is int:
-            return int(text)
-        if tp is float:
-            return float(text)
-        if tp is str:
-            return text
-    except ValueError:
-        raise ConfigError(f"{where}: cannot parse {text!r} as {tp.__name__}") from None
-    raise ConfigError(f"{where}: unsupported field type {tp}")
+    section, _, rest = dotted.partition(".")
+    return resolve_key(_section(cfg, section), rest, where=section)
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
@@ -335,7 +290,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"override {item!r} must look like --section.key=value")
         dotted, value = text.split("=", 1)
         obj, key, tp = _resolve_key(cfg, dotted)
-        setattr(obj, key, _parse_value(value, tp, dotted))
+        setattr(obj, key, parse_value(value, tp, dotted))
     return cfg
 
 
@@ -375,7 +330,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
         except PromptFileError as exc:
             errors.append(f"rollout.prompt_file: {exc}")
     need(m.init in ("pretrained", "random"), f"model.init must be pretrained|random, got {m.init!r}")
-    need(m.path is None or Path(m.path).exists(), f"model.path {m.path!r} does not exist")
+    if msg := hub.path_problem(m.path, "model.path"):
+        errors.append(msg)
     need(m.dtype in ("float32", "bfloat16"), f"model.dtype must be float32|bfloat16, got {m.dtype!r}")
     need(r.prompts_per_iteration >= 1, f"rollout.prompts_per_iteration must be >= 1, got {r.prompts_per_iteration}")
     need(r.group_size >= 2, f"rollout.group_size must be >= 2 (advantages need a group), got {r.group_size}")
@@ -396,6 +352,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
          f"reward.weights has {len(w.weights)} entries for {len(w.names)} rewards {w.names}")
     need(not w.paths or len(w.paths) == len(w.names),
          f"reward.paths has {len(w.paths)} entries for {len(w.names)} rewards {w.names}")
+    errors += [msg for i, p in enumerate(w.paths) if (msg := hub.problem(p, f"reward.paths[{i}]"))]
     need(w.std_eps > 0, f"reward.std_eps must be > 0, got {w.std_eps}")
     need(w.soft_clip_eta >= 0, f"reward.soft_clip_eta must be >= 0 (0 = off), got {w.soft_clip_eta}")
     need(a.name in ALGORITHMS, f"algorithm.name must be {'|'.join(ALGORITHMS)}, got {a.name!r}")
@@ -504,6 +461,7 @@ def _eval_and_logging_problems(cfg: Config) -> list[str]:
     if e.reward_paths and len(e.reward_paths) != len(e.rewards):
         problems.append(f"eval.reward_paths has {len(e.reward_paths)} entries for {len(e.rewards)} rewards {e.rewards}")
     problems += [f"eval.reward_paths[{i}]: {m}" for i, p in enumerate(e.reward_paths) if (m := endpoint_problem(p))]
+    problems += [m for i, p in enumerate(e.reward_paths) if (m := hub.problem(p, f"eval.reward_paths[{i}]"))]
     if e.images_per_prompt < 1:
         problems.append(f"eval.images_per_prompt must be >= 1, got {e.images_per_prompt}")
     if e.use_ema and not cfg.optim.ema_decay > 0:
