@@ -47,8 +47,7 @@ def test_ratio_is_exactly_one_and_kl_exactly_zero_before_the_first_update(tmp_pa
     state = algo.prepare(adapter, batch, seed=0, iteration=0, chunks=[slice(0, 8)], reuse=[slice(0, 8)])
     adv = torch.randn(batch.size, generator=torch.Generator().manual_seed(0))
     trainable = [p for p in adapter.denoiser.parameters() if p.requires_grad]
-    out, diagnostic = algo.chunk_loss(adapter, batch, adv, state, slice(0, 8), take_old_from_self=True)
-    assert diagnostic is None
+    out = algo.policy_loss(adapter, batch, adv, state, slice(0, 8), take_old_from_self=True)
     assert out.ratio.shape == (batch.size * batch.steps,)
     assert torch.equal(out.ratio, torch.ones_like(out.ratio))  # bit for bit
     assert out.metrics["kl"].item() == 0.0  # LoRA B = 0: theta is the reference model
@@ -68,7 +67,7 @@ def test_stored_log_probs_are_the_rollout_policys_own(tmp_path):
     algo = FlowGRPO(cfg.algorithm)
     batch = sde_batch(cfg, adapter, algo)
     state = algo.prepare(adapter, batch, seed=0, iteration=0, chunks=[slice(0, 8)], reuse=[])
-    out, _ = algo.chunk_loss(adapter, batch, torch.ones(batch.size), state, slice(0, 8), take_old_from_self=False)
+    out = algo.policy_loss(adapter, batch, torch.ones(batch.size), state, slice(0, 8), take_old_from_self=False)
     assert (out.ratio - 1.0).abs().max().item() < 1e-5
 
 

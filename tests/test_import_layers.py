@@ -115,6 +115,18 @@ def test_algorithms_and_trainer_do_not_import_the_built_in_world():
     assert not offenders, "\n".join(offenders)
 
 
+def test_models_import_no_sampler():
+    """A model is a velocity, not a sampler: guidance and solvers live in vgrpo.sampling, which
+    imports the models (same floor), never the other way round."""
+    offenders = []
+    for path in _sources():
+        module = _module_name(path)
+        if module.startswith("vgrpo.models"):
+            offenders += [f"{module}:{line} imports {target}" for line, target in _imports(path, module)
+                          if target.startswith("vgrpo.sampling")]
+    assert not offenders, "\n".join(offenders)
+
+
 def test_exceptions_are_still_needed():
     """An exception whose import is gone must be deleted, so the list only shrinks."""
     seen = set()

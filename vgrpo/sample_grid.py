@@ -20,6 +20,7 @@ from PIL import Image  # noqa: E402
 from vgrpo.models.shapes import ShapesAdapter  # noqa: E402
 from vgrpo.rewards.shapes import score  # noqa: E402
 from vgrpo.sampling.ode import SOLVERS  # noqa: E402
+from vgrpo.tasks.shapes import generate_images  # noqa: E402
 from vgrpo.utils import cli  # noqa: E402
 from vgrpo.utils.image_grid import image_grid  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, parse  # noqa: E402
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         parse(p)  # fail early, naming the word that is outside the grammar
     model = ShapesAdapter.from_pretrained(args.model)
     flat = [p for p in prompts for _ in range(args.per_prompt)]
-    images = model.generate(flat, seed=args.seed, solver=args.solver, steps=args.steps, guidance=args.guidance)
+    images = generate_images(model, flat, seed=args.seed, solver=args.solver, steps=args.steps, guidance=args.guidance)
     scores = score(images, flat)
     truth = render_batch(prompts, args.seed)
     rows, caps = [], []

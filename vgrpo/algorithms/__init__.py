@@ -1,12 +1,12 @@
 """Policy-gradient strategies the training loop calls: V-GRPO and the MDP baseline Flow-GRPO."""
 
-from vgrpo.algorithms.base import Algorithm
+from vgrpo.algorithms.base import Algorithm, ChunkLoss
 from vgrpo.algorithms.flowgrpo import FlowGRPO
 from vgrpo.algorithms.vgrpo import VGRPO, OldPolicy
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"vgrpo": VGRPO, "flowgrpo": FlowGRPO}
 
-__all__ = ["ALGORITHMS", "Algorithm", "FlowGRPO", "OldPolicy", "VGRPO", "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "ChunkLoss", "FlowGRPO", "OldPolicy", "VGRPO", "build_algorithm"]
 
 
 def build_algorithm(cfg) -> Algorithm:

@@ -12,7 +12,8 @@ Every SDE step is an action (method.md section 8):
   disabled (no second copy of the model), as in Flow-GRPO's reference code:
       kl_ij = mean_d (mean_theta - mean_ref)^2 / (2 sigma_j^2),  sigma_j = a sqrt(t_j / (1 - t_j)).
   (Flow-GRPO divides by the SDE's sigma_j^2, not by the transition variance sigma_j^2 |dt_j|: its
-  "KL" is the exact Gaussian KL of the step times |dt_j|.)
+  "KL" is the exact Gaussian KL of the step times |dt_j|.) Its metrics are the per-step ratio's
+  (`vgrpo.algorithms.clipped_ratio`).
 With `reuse_first_surrogate`, the first minibatch takes its own detached log-probs as the old ones
 (ratio exactly 1 in any precision); the others use the rollout's stored log-probs, as Flow-GRPO does
 (their first ratio is 1 up to the batching of the rollout's and the update's forwards).
@@ -25,7 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from vgrpo.algorithms.base import Algorithm, guidance_factor
+from vgrpo.algorithms.clipped_ratio import ClippedRatioAlgorithm
 from vgrpo.algorithms.reference_model import lora_disabled
 from vgrpo.models.base import ModelAdapter
 from vgrpo.objective import PolicyLoss
@@ -33,7 +34,8 @@ from vgrpo.objective.flowgrpo_loss import flowgrpo_policy_loss
 from vgrpo.sampling.sde import gaussian_log_prob, sde_step_mean_std
 from vgrpo.sampling.config import RolloutConfig
 from vgrpo.utils.distributed import STREAM_SDE_STEPS, generator
-from vgrpo.sampling.sde_rollout import SdeRolloutBatch, guided_velocity, sde_rollout
+from vgrpo.sampling.guidance import forwards_per_velocity, guided_velocity
+from vgrpo.sampling.sde_rollout import SdeRolloutBatch, sde_rollout
 
 
 def trained_steps(seed: int, iteration: int, steps: int, count: int) -> torch.Tensor:
@@ -72,7 +74,7 @@ class StepTransitions:
     sigma_sq: torch.Tensor
 
 
-class FlowGRPO(Algorithm):
+class FlowGRPO(ClippedRatioAlgorithm):
     """The Flow-GRPO objective over an iteration's SDE rollouts (see module docstring)."""
 
     name = "flowgrpo"
@@ -115,7 +117,7 @@ class FlowGRPO(Algorithm):
     def nfe(self, rollout: RolloutConfig, mu: int, state: FlowGrpoState | None) -> dict[str, float]:
         """nfe_rollout = steps; nfe_old = the reference's mu x S when beta > 0; nfe_update = mu x S
         (every term x2 with classifier-free guidance, which the update evaluates too)."""
-        guidance = guidance_factor(rollout)
+        guidance = forwards_per_velocity(rollout.cfg_scale)
         out = {"nfe_rollout": float(rollout.steps * guidance)}
         if state is None:
             return {**out, "nfe_old": 0.0, "nfe_update": 0.0}
@@ -138,11 +140,10 @@ class FlowGRPO(Algorithm):
         x_next = batch.latents[sl][:, idx + 1]
         grid = batch.timesteps
         t_rows = grid[steps].float().to(device).expand(m, s).reshape(-1)
-        cond = batch.cond.index(sl).repeat_interleave(s)
+        guided = guided_velocity(adapter, batch.cond.index(sl).repeat_interleave(s), batch.cfg_scale)
 
         def velocity() -> torch.Tensor:
-            v = guided_velocity(adapter, x.flatten(0, 1), t_rows, cond, batch.cfg_scale)
-            return v.unflatten(0, (m, s))
+            return guided(x.flatten(0, 1), t_rows).unflatten(0, (m, s))
 
         v_ref = None
         if with_reference:
@@ -167,7 +168,7 @@ class FlowGRPO(Algorithm):
         )
 
     # ------------------------------------------------------------------ update
-    def chunk_loss(
+    def policy_loss(
         self,
         adapter: ModelAdapter,
         batch: SdeRolloutBatch,
@@ -176,9 +177,9 @@ class FlowGRPO(Algorithm):
         sl: slice,
         *,
         take_old_from_self: bool,
-    ) -> tuple[PolicyLoss, None]:
+    ) -> PolicyLoss:
         """Clipped per-step objective of samples `sl` (mean over samples and trained steps), plus
-        beta x KL to the reference model; no per-sample diagnostic (None)."""
+        beta x KL to the reference model; ratio [m x S] (sample-major)."""
         c = self.cfg
         tr = self.transitions(adapter, batch, state.steps, sl, with_reference=c.beta > 0)
         if take_old_from_self:
@@ -191,4 +192,4 @@ class FlowGRPO(Algorithm):
             tr.log_prob, state.log_probs_old[sl], advantages[sl],
             clip_range=c.clip_range if c.clip_range > 0 else None, step_kl=step_kl, beta=c.beta,
         )
-        return out, None
+        return out

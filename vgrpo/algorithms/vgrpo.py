@@ -10,23 +10,27 @@ ELBO-surrogate method:
   velocity (equivalently its x-prediction): theta_old's own (`kl_target=behaviour`) or the base
   model's, the denoiser with its LoRA adapters disabled (`kl_target=reference`);
   `prepare` = `draw_pairs` + `score_old`;
-- `chunk_loss`: forward of theta on one chunk, surrogate, ratio, clipped objective and KL.
+- `chunk_loss`: forward of theta on one chunk, surrogate, ratio, clipped objective and KL; its
+  metrics are the ratio's (`vgrpo.algorithms.clipped_ratio`) and, over the first pass, the spread
+  of the per-sample surrogate L(x0): surrogate_mean, surrogate_cv, surrogate_cv_within_group.
 With `reuse_first_surrogate`, the first minibatch of an iteration takes its own detached surrogate
 as the old one: its ratio is exactly 1 in any precision and it needs no scoring forward.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Sequence
 
 import torch
 
-from vgrpo.algorithms.base import Algorithm, guidance_factor
+from vgrpo.algorithms.base import Reduction
+from vgrpo.algorithms.clipped_ratio import RATIO_METRICS, ClippedRatioAlgorithm
 from vgrpo.algorithms.reference_model import lora_disabled
 from vgrpo.models.base import Conditioning, ModelAdapter
-from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, vgrpo_policy_loss
+from vgrpo.objective import PolicyLoss, TimestepNoisePairs, draw_pairs, surrogate_cv, vgrpo_policy_loss
 from vgrpo.ops import ElboTerms, elbo_surrogate, noise_latents
+from vgrpo.sampling.guidance import forwards_per_velocity
 from vgrpo.sampling.ode import nfe as solver_nfe
 from vgrpo.sampling.config import RolloutConfig
 from vgrpo.utils.distributed import STREAM_PAIRS, broadcast_, generator
@@ -49,18 +53,23 @@ class OldPolicy:
 
 @dataclass
 class VgrpoState:
-    """One iteration's update state: the pairs, the behaviour values, and how many of this rank's
-    Bl samples the scoring pass ran on (the rest are filled by `take_old_from_self`)."""
+    """One iteration's update state: the pairs, the behaviour values, how many of this rank's
+    Bl samples the scoring pass ran on (the rest are filled by `take_old_from_self`), and the first
+    pass's per-sample surrogates L(x0) ((start, stop) -> [m], in chunk order) for the metrics."""
 
     pairs: TimestepNoisePairs
     old: OldPolicy
     scored_samples: int
+    first_pass_surrogates: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
 
 
-class VGRPO(Algorithm):
+class VGRPO(ClippedRatioAlgorithm):
     """The V-GRPO objective over an iteration's rollouts (see module docstring)."""
 
     name = "vgrpo"
+    metric_reductions: ClassVar[dict[str, Reduction]] = {
+        **RATIO_METRICS, "surrogate_mean": "mean", "surrogate_cv": "mean", "surrogate_cv_within_group": "mean",
+    }
 
     # ------------------------------------------------------------------ rollout
     def rollout(
@@ -105,7 +114,8 @@ class VGRPO(Algorithm):
     def nfe(self, rollout: RolloutConfig, mu: int, state: VgrpoState | None) -> dict[str, float]:
         """nfe_rollout = solver NFE (x2 with CFG); nfe_old = N_MC x scored fraction (+ N_MC for the
         reference KL's forwards); nfe_update = mu x N_MC."""
-        out = {"nfe_rollout": float(solver_nfe(rollout.solver, rollout.steps) * guidance_factor(rollout))}
+        rollout_nfe = solver_nfe(rollout.solver, rollout.steps) * forwards_per_velocity(rollout.cfg_scale)
+        out = {"nfe_rollout": float(rollout_nfe)}
         if state is None:
             return {**out, "nfe_old": 0.0, "nfe_update": 0.0}
         k, bl = state.pairs.num_pairs, state.old.loss.shape[0]
@@ -231,7 +241,14 @@ class VGRPO(Algorithm):
         old.v[sl] = v.detach()
 
     # ------------------------------------------------------------------ update
-    def chunk_loss(
+    def iteration_metrics(self, batch: RolloutBatch, state: VgrpoState) -> dict[str, torch.Tensor]:
+        """Mean and coefficients of variation (`surrogate_cv`) of this rank's first-pass L(x0)."""
+        surrogates = torch.cat(list(state.first_pass_surrogates.values()))
+        cv = surrogate_cv(surrogates, batch.group_size)
+        return {"surrogate_mean": surrogates.mean(), "surrogate_cv": cv["cv"],
+                "surrogate_cv_within_group": cv["cv_within_group"]}
+
+    def policy_loss(
         self,
         adapter: ModelAdapter,
         batch: RolloutBatch,
@@ -240,11 +257,12 @@ class VGRPO(Algorithm):
         sl: slice,
         *,
         take_old_from_self: bool,
-    ) -> tuple[PolicyLoss, torch.Tensor]:
-        """Policy loss of one chunk (mean over its samples) and its [m] surrogate L(x0).
+    ) -> PolicyLoss:
+        """Policy loss of one chunk (mean over its samples); ratio [m].
 
         `take_old_from_self`: this chunk's old values are its own detached forward (first
         minibatch of an iteration with `reuse_first_surrogate`); they are stored for later passes.
+        The chunk's [m] surrogate L(x0) of its first visit (the first pass) is kept in `state`.
         """
         c = self.cfg
         x0, cond, pairs, old = batch.x0, batch.cond, state.pairs, state.old
@@ -256,7 +274,8 @@ class VGRPO(Algorithm):
         terms = self.terms(v, x0[sl], p, v_old=v_old)
         if take_old_from_self:
             old.loss[sl] = terms.loss.detach()
-        out = vgrpo_policy_loss(
+        state.first_pass_surrogates.setdefault((sl.start, sl.stop), terms.loss.detach().mean(1))
+        return vgrpo_policy_loss(
             terms.loss,
             old.loss[sl],
             advantages[sl],
@@ -264,7 +283,6 @@ class VGRPO(Algorithm):
             pair_kl=terms.kl,
             beta=c.beta,
         )
-        return out, terms.loss.detach().mean(1)
 
 
 def _global_samples(batch: RolloutBatch) -> int:

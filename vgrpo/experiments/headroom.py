@@ -43,7 +43,7 @@ def per_category(scores: torch.Tensor, satisfied: torch.Tensor, categories: list
 def measure(model_dir: str | None, images_per_category: int, samples: int, steps: int) -> dict[str, dict[str, float]]:
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.rewards.shapes import verdicts
-    from vgrpo.tasks.shapes import eval_prompts
+    from vgrpo.tasks.shapes import eval_prompts, generate_images
     from vgrpo.world.prompts import category, heldout_prompts_by_category
 
     model = ShapesAdapter.from_pretrained(model_dir)
@@ -51,8 +51,8 @@ def measure(model_dir: str | None, images_per_category: int, samples: int, steps
     scores, satisfied = [], []
     for k in range(samples):
         images = torch.cat([
-            model.generate(prompts[i : i + 128], seed=10_000 * (k + 1) + i, steps=steps, solver="dpm++2m",
-                           shift=1.0, guidance=1.0)
+            generate_images(model, prompts[i : i + 128], seed=10_000 * (k + 1) + i, steps=steps,
+                            solver="dpm++2m", shift=1.0, guidance=1.0)
             for i in range(0, len(prompts), 128)
         ])
         v = verdicts(images, prompts)

@@ -29,6 +29,7 @@ from vgrpo.utils.atomic import write_atomically
 from vgrpo.world.text import build_text_encoder, build_tokenizer, encode, text_encoder_config, tokenize
 
 IMAGE_SIZE = 32
+# The model's own sampling defaults (saved in config.json), read by `vgrpo.tasks.shapes.generate_images`.
 DEFAULT_SAMPLING = {"solver": "dpm++2m", "steps": 12, "shift": 1.0, "guidance": 1.0}
 PREDICTIONS = ("v", "x")
 X_PREDICTION_MIN_T = 1e-3  # v = (z - x_hat) / max(t, this): only guards the division as t -> 0
@@ -229,18 +230,6 @@ class ShapesAdapter(ModelAdapter):
         out = mmdit_velocity(self.denoiser, z, t, cond, next(self.denoiser.parameters()).dtype)
         return velocity_from_output(out, z, t, self.prediction)
 
-    def velocity_fn(self, cond: Conditioning, guidance: float = 1.0):
-        """(z, t) -> v for `vgrpo.sampling.ode.sample`; guidance != 1 batches cond and null together."""
-        if guidance == 1.0:
-            return lambda z, t: self.velocity(z, t, cond)
-        both = Conditioning.cat([cond, self.null_conditioning(cond.batch_size)])
-
-        def fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            vc, vu = self.velocity(torch.cat([z, z]), torch.cat([t, t]), both).float().chunk(2)
-            return vu + guidance * (vc - vu)
-
-        return fn
-
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, 3, 32, 32] latents in [-1, 1] -> images [B, 3, 32, 32] float32 in [0, 1]."""
         return ((latents.float() + 1.0) * 0.5).clamp(0.0, 1.0)
@@ -251,32 +240,6 @@ class ShapesAdapter(ModelAdapter):
 
     def transformer_blocks(self) -> list[nn.Module]:
         return list(self.denoiser.transformer_blocks)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        prompts: Sequence[str],
-        seed: int = 0,
-        *,
-        solver: str | None = None,
-        steps: int | None = None,
-        shift: float | None = None,
-        guidance: float | None = None,
-    ) -> torch.Tensor:
-        """Images [B, 3, 32, 32] in [0, 1] for `prompts` (noise from a CPU generator seeded `seed`)."""
-        from vgrpo.sampling.ode import sample
-
-        s = self.sampling
-        noise = torch.randn(len(prompts), *self.latent_shape, generator=torch.Generator().manual_seed(seed))
-        fn = self.velocity_fn(self.encode_prompts(prompts), s["guidance"] if guidance is None else guidance)
-        x0 = sample(
-            fn,
-            noise.to(self.device),
-            steps=s["steps"] if steps is None else steps,
-            solver=s["solver"] if solver is None else solver,
-            shift=s["shift"] if shift is None else shift,
-        )
-        return self.decode(x0)
 
 
 def parameter_counts(model: ShapesAdapter) -> dict[str, int]:

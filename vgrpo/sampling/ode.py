@@ -51,21 +51,6 @@ def _check_solver(solver: str) -> None:
         raise ValueError(f"unknown solver {solver!r}, expected one of {SOLVERS}")
 
 
-def guided(velocity_cond_fn: VelocityFn, velocity_uncond_fn: VelocityFn, scale: float) -> VelocityFn:
-    """Classifier-free guidance: v = v_uncond + scale * (v_cond - v_uncond) (scale 1: conditional only).
-
-    For one batched forward of both branches use `ShapesAdapter.velocity_fn(cond, guidance=scale)`.
-    """
-    if scale == 1.0:
-        return velocity_cond_fn
-
-    def fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        vu = velocity_uncond_fn(z, t).float()
-        return vu + scale * (velocity_cond_fn(z, t).float() - vu)
-
-    return fn
-
-
 @torch.no_grad()
 def sample(
     velocity_fn: VelocityFn,

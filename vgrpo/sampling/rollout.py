@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import torch
 
 from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.sampling.guidance import guided_velocity
+from vgrpo.sampling.ode import sample
 from vgrpo.utils.distributed import STREAM_ROLLOUT_NOISE, generator
 
 
@@ -79,6 +81,9 @@ def generate(
 ) -> torch.Tensor:
     """Integrate the probability-flow ODE from `noise` to samples, `batch_size` images per call.
 
+    With cfg_scale != 1, classifier-free guidance (`vgrpo.sampling.guidance`) in two forwards per
+    velocity, unconditional first: no forward is larger than `batch_size` rows.
+
     Args:
         cond: conditioning with batch N; noise: [N, *latent] (any device; moved to the model's).
         on_chunk: called as on_chunk(start, stop, x0 [stop - start, *latent] float32) as soon as a
@@ -86,26 +91,13 @@ def generate(
     Returns:
         x0: [N, *latent] float32 on the model's device.
     """
-    from vgrpo.sampling import ode
-
     device = adapter.device
     out = []
     for start in range(0, noise.shape[0], batch_size):
         stop = min(start + batch_size, noise.shape[0])
-        c = cond.index(slice(start, stop))
+        fn = guided_velocity(adapter, cond.index(slice(start, stop)), cfg_scale, batched=False)
         z = noise[start:stop].to(device)
-
-        def fn(zz: torch.Tensor, tt: torch.Tensor, c: Conditioning = c) -> torch.Tensor:
-            return adapter.velocity(zz, tt, c)
-
-        if cfg_scale != 1.0:
-            null = adapter.null_conditioning(stop - start)
-
-            def fn_null(zz: torch.Tensor, tt: torch.Tensor, c: Conditioning = null) -> torch.Tensor:
-                return adapter.velocity(zz, tt, c)
-
-            fn = ode.guided(fn, fn_null, cfg_scale)
-        out.append(ode.sample(fn, z, steps=steps, solver=solver, shift=shift).float())
+        out.append(sample(fn, z, steps=steps, solver=solver, shift=shift).float())
         if on_chunk is not None:
             on_chunk(start, stop, out[-1])
     return torch.cat(out)

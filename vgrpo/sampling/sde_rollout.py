@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from vgrpo.models.base import Conditioning, ModelAdapter
+from vgrpo.models.base import ModelAdapter
+from vgrpo.sampling.guidance import guided_velocity
 from vgrpo.sampling.sde import sample_sde, sde_timesteps
 from vgrpo.utils.distributed import STREAM_SDE_NOISE
 from vgrpo.sampling.rollout import RolloutBatch, group_inputs, initial_noise
@@ -39,23 +40,6 @@ class SdeRolloutBatch(RolloutBatch):
     @property
     def steps(self) -> int:
         return self.log_probs.shape[1]
-
-
-def guided_velocity(
-    adapter: ModelAdapter, z: torch.Tensor, t: torch.Tensor, cond: Conditioning, cfg_scale: float
-) -> torch.Tensor:
-    """Velocity [B, *latent], with classifier-free guidance in one batched forward when cfg_scale != 1.
-
-    Args:
-        z: [B, *latent]; t: [B]; cond: batch B.
-    Returns:
-        v in the denoiser's dtype (cfg_scale = 1) or float32 (guided: v_u + s (v_c - v_u)).
-    """
-    if cfg_scale == 1.0:
-        return adapter.velocity(z, t, cond)
-    both = Conditioning.cat([cond, adapter.null_conditioning(z.shape[0])])
-    v_cond, v_uncond = adapter.velocity(torch.cat([z, z]), torch.cat([t, t]), both).float().chunk(2)
-    return v_uncond + cfg_scale * (v_cond - v_uncond)
 
 
 def step_noise(
@@ -86,7 +70,9 @@ def sde_rollout(
 
     `batch_size` images per sampler call (a memory knob: the result does not depend on it beyond
     floating-point batching effects). `on_chunk(start, stop, x0_chunk)` sees each finished chunk's
-    samples [stop - start, *latent] (e.g. to score them while the next chunk runs).
+    samples [stop - start, *latent] (e.g. to score them while the next chunk runs). With
+    cfg_scale != 1, classifier-free guidance (`vgrpo.sampling.guidance`) in one batched forward of
+    2 x batch_size rows, as Flow-GRPO's update evaluates it.
     """
     cond, index, noise = group_inputs(
         adapter, prompts, prompt_indices, group_size=group_size, seed=seed, iteration=iteration
@@ -95,13 +81,9 @@ def sde_rollout(
     latents, log_probs = [], []
     for start in range(0, index.numel(), batch_size):
         sl = slice(start, min(start + batch_size, index.numel()))
-        c = cond.index(sl)
-
-        def velocity(z: torch.Tensor, t: torch.Tensor, c: Conditioning = c) -> torch.Tensor:
-            return guided_velocity(adapter, z, t, c, cfg_scale)
-
         trajectory = sample_sde(
-            velocity, noise[sl].to(device), steps=steps, shift=shift, noise_level=noise_level,
+            guided_velocity(adapter, cond.index(sl), cfg_scale), noise[sl].to(device), steps=steps, shift=shift,
+            noise_level=noise_level,
             step_noise=step_noise(tuple(adapter.latent_shape), steps, seed, iteration, index[sl]),
         )
         latents.append(trajectory.latents.transpose(0, 1))

@@ -1,15 +1,21 @@
-"""The built-in world's evaluation: its held-out split as the prompt set, its exact verifier as the
-score (GenEval-style per-category score and accuracy), optionally any rewards beside it."""
+"""The built-in world as a task: its evaluation (the held-out split as the prompt set, its exact
+verifier as the score: GenEval-style per-category score and accuracy, optionally any rewards beside
+it), its training split, and its sample path (`generate_images`: the shapes model's own defaults)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from vgrpo.rewards.base import RewardSet
+from vgrpo.sampling.guidance import guided_velocity
+from vgrpo.sampling.ode import sample
 from vgrpo.tasks.base import Values, reward_summary, reward_values
+
+if TYPE_CHECKING:
+    from vgrpo.models.shapes import ShapesAdapter
 
 
 def train_prompts_by_category() -> dict[str, list[str]]:
@@ -17,6 +23,33 @@ def train_prompts_by_category() -> dict[str, list[str]]:
     from vgrpo.world.prompts import train_prompts_by_category as world_split
 
     return world_split()
+
+
+@torch.no_grad()
+def generate_images(
+    model: ShapesAdapter,
+    prompts: Sequence[str],
+    seed: int = 0,
+    *,
+    solver: str | None = None,
+    steps: int | None = None,
+    shift: float | None = None,
+    guidance: float | None = None,
+) -> torch.Tensor:
+    """Images [B, 3, 32, 32] in [0, 1] for the B `prompts`, from noise [B, 3, 32, 32] drawn by a CPU
+    generator seeded `seed`; the ODE solve's settings default to the model's own (`model.sampling`);
+    `guidance` is the classifier-free guidance scale, both branches in one batched forward."""
+    s = model.sampling
+    noise = torch.randn(len(prompts), *model.latent_shape, generator=torch.Generator().manual_seed(seed))
+    fn = guided_velocity(model, model.encode_prompts(prompts), s["guidance"] if guidance is None else guidance)
+    x0 = sample(
+        fn,
+        noise.to(model.device),
+        steps=s["steps"] if steps is None else steps,
+        solver=s["solver"] if solver is None else solver,
+        shift=s["shift"] if shift is None else shift,
+    )
+    return model.decode(x0)
 
 
 def eval_prompts(by_category: dict[str, list[str]], images_per_category: int) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from vgrpo.utils.atomic import write_atomically
+from vgrpo.utils.distributed import all_reduce_mean
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,37 @@ def gpu_stats(device: torch.device) -> dict[str, float]:
     except Exception:  # noqa: BLE001 - NVML missing or unsupported
         pass
     return out
+
+
+def reduce_metrics(
+    values: dict[str, list[torch.Tensor]], reductions: dict[str, str], distributed: bool
+) -> dict[str, float]:
+    """One iteration's metrics reduced over its chunks, then over the ranks, in two packed collectives.
+
+    Args:
+        values: name -> the scalar tensors reported for it (any device); every rank reports the
+            same names (same chunk layout).
+        reductions: name -> "mean", "max" or "min", for every name of `values`.
+        distributed: whether a process group is up (the max / min collective runs only then).
+    Returns:
+        name -> float: the means in name order, then the maxima and minima in name order.
+    """
+    means = sorted(k for k in values if reductions[k] == "mean")
+    extremes = sorted(k for k in values if reductions[k] != "mean")
+    sign = {k: -1.0 if reductions[k] == "min" else 1.0 for k in extremes}  # min = -max(-x): one collective
+    mv = _packed([torch.stack([v.float().cpu() for v in values[k]]).mean() for k in means])
+    xv = _packed([torch.stack([v.float().cpu() * sign[k] for v in values[k]]).max() for k in extremes])
+    mv = all_reduce_mean(mv)
+    if distributed and xv.numel():
+        xv = xv.clone()
+        torch.distributed.all_reduce(xv, op=torch.distributed.ReduceOp.MAX)
+    out = dict(zip(means, mv.tolist()))
+    out.update({k: v * sign[k] for k, v in zip(extremes, xv.tolist())})
+    return out
+
+
+def _packed(scalars: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(scalars) if scalars else torch.zeros(0)
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:

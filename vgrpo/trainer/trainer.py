@@ -12,7 +12,9 @@ One iteration (method.md sections 5 and 8), with the method's own parts in a str
 A step whose gradient norm is NaN/inf is skipped and counted; parameters, and therefore
 checkpoints, never see it. An iteration without valid rewards or with zero variance in every group
 makes no update; `job.max_skipped_iterations` such iterations in a row stop the run
-(`vgrpo.trainer.stall`). Metrics stay on the device until one packed reduction per iteration.
+(`vgrpo.trainer.stall`). Metrics stay on the device until one packed reduction per iteration;
+the update's are the algorithm's own (`Algorithm.metric_reductions` says how each is reduced)
+plus the loop's grad_norm and skipped_steps.
 Every train record carries the iteration's cost in forward evaluations per image: nfe_rollout,
 nfe_old (behaviour / reference forwards) and nfe_update (forwards of theta).
 """
@@ -34,7 +36,7 @@ from torch.distributed.tensor import DTensor
 
 from vgrpo.algorithms import build_algorithm
 from vgrpo.models.base import ModelAdapter
-from vgrpo.objective import group_advantages, surrogate_cv
+from vgrpo.objective import group_advantages
 from vgrpo.rewards.base import RewardSet
 from vgrpo.trainer.checkpoint import Checkpointer, parameters_finite
 from vgrpo.trainer.config import Config, validate
@@ -49,7 +51,7 @@ from vgrpo.utils.distributed import (
 from vgrpo.trainer.ema import EMA
 from vgrpo.trainer.evaluation import build_evaluator, evaluate, plot_reward_curve
 from vgrpo.trainer.lr_schedule import lr_multiplier
-from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics
+from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics, reduce_metrics
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.sampling.rollout import RolloutBatch, local_prompt_indices
@@ -58,6 +60,9 @@ from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE
 from vgrpo.utils.prompt_file import read_prompt_file, read_prompt_records
 
 log = logging.getLogger(__name__)
+
+# The update's metrics the loop itself reports (never an algorithm's name), and their reductions.
+UPDATE_METRICS = {"grad_norm": "mean", "skipped_steps": "mean"}
 
 
 def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
@@ -131,6 +136,11 @@ class Trainer:
     ):
         self.world: World = init_distributed(cfg.job.device, cfg.parallel.backend, cfg.parallel.timeout_s)
         validate(cfg, self.world.world_size)
+        self.algorithm = build_algorithm(cfg.algorithm)  # its declared metrics are checked here, before any load
+        taken = sorted(set(self.algorithm.metric_reductions) & set(UPDATE_METRICS))
+        if taken:
+            raise ValueError(f"algorithm {cfg.algorithm.name!r} declares metric {taken[0]!r}, a name the loop "
+                             f"reports itself ({sorted(UPDATE_METRICS)})")
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.world, cfg.checkpoint.keep_last)
@@ -160,7 +170,6 @@ class Trainer:
         self.rewards = (reward_factory or build_rewards)(cfg, self.world.device)
         overlap = cfg.reward.overlap
         self.reward_overlap = overlap == "on" or (overlap == "auto" and self.world.device.type == "cuda")
-        self.algorithm = build_algorithm(cfg.algorithm)
         lg = cfg.logging
         wandb = dict(config=cfg.to_dict(), project=lg.wandb_project, name=lg.wandb_run_name,
                      mode=lg.wandb_mode) if lg.wandb else None
@@ -283,9 +292,7 @@ class Trainer:
         )
         t_score = time.perf_counter() - t0
 
-        means: dict[str, list[torch.Tensor]] = {}
-        maxes: dict[str, list[torch.Tensor]] = {}
-        first_ratio, surrogate0 = [], []
+        values: dict[str, list[torch.Tensor]] = {}  # the algorithm's metrics, per chunk
         grad_norms, skipped = [], 0
         max_norm = self.cfg.optim.max_grad_norm or float("inf")
         for epoch in range(a.mu):
@@ -295,21 +302,12 @@ class Trainer:
                 for ci, sl in enumerate(chunks):
                     if self.fsdp:
                         adapter.denoiser.set_requires_gradient_sync(ci == len(chunks) - 1)
-                    pl, surrogate = algo.chunk_loss(
-                        adapter, batch, adv, state, sl, take_old_from_self=first and reuse
+                    out = algo.chunk_loss(
+                        adapter, batch, adv, state, sl, take_old_from_self=first and reuse, epoch=epoch, minibatch=m
                     )
-                    (pl.loss * ((sl.stop - sl.start) / local_mb)).backward()
-                    ratio = pl.ratio.detach()
-                    if first:
-                        first_ratio.append(ratio)
-                    if epoch == 0 and surrogate is not None:
-                        surrogate0.append(surrogate)
-                    for k in ("clip_fraction", "policy_loss", "kl", "log_ratio_std"):
-                        if k in pl.metrics:
-                            means.setdefault(k, []).append(pl.metrics[k])
-                    means.setdefault("ratio_mean", []).append(ratio.mean())
-                    maxes.setdefault("ratio_max", []).append(ratio.max())
-                    maxes.setdefault("neg_ratio_min", []).append(-ratio.min())
+                    (out.loss * ((sl.stop - sl.start) / local_mb)).backward()
+                    for k, v in out.metrics.items():
+                        values.setdefault(k, []).append(v)
                 norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
                 if isinstance(norm, DTensor):
                     norm = norm.full_tensor()
@@ -324,38 +322,20 @@ class Trainer:
                     log.warning("non-finite gradient norm (%s); optimizer step skipped", float(norm))
                     self.optimizer.zero_grad(set_to_none=True)
                     skipped += 1
-        fr = torch.cat(first_ratio)
-        maxes["ratio_first_absdev"] = [(fr - 1.0).abs().max()]
-        if surrogate0:
-            cv = surrogate_cv(torch.cat(surrogate0), batch.group_size)
-            means["surrogate_mean"] = [torch.cat(surrogate0).mean()]
-            means["surrogate_cv"] = [cv["cv"]]
-            means["surrogate_cv_within_group"] = [cv["cv_within_group"]]
+        for k, v in algo.iteration_metrics(batch, state).items():
+            values.setdefault(k, []).append(v)
+        undeclared = sorted(set(values) - set(algo.metric_reductions))
+        if undeclared:
+            raise ValueError(f"algorithm {algo.name!r} reported metrics {undeclared} that its metric_reductions "
+                             f"does not declare (it declares {sorted(algo.metric_reductions)})")
+        # the loop's own: mean gradient norm of the applied steps, skipped steps summed over ranks
         if grad_norms:
-            means["grad_norm"] = [torch.stack(grad_norms).float().mean()]
-        means["skipped_steps"] = [torch.tensor(float(skipped))]
-        # nfe_*: the same on every rank (equal shares, same chunk layout), so not reduced.
-        nfe = algo.nfe(self.cfg.rollout, a.mu, state)
-        return self._reduce(means, maxes, extra={"time_score_s": t_score, **nfe})
-
-    def _reduce(self, means, maxes, extra) -> dict[str, float]:
-        """Average `means` and max-reduce `maxes` over chunks and ranks in two packed collectives."""
-        mk, xk = sorted(means), sorted(maxes)
-        mv = torch.stack([torch.stack([v.float().cpu() for v in means[k]]).mean() for k in mk])
-        xv = torch.stack([torch.stack([v.float().cpu() for v in maxes[k]]).max() for k in xk])
-        mv = all_reduce_mean(mv)
-        if self.world.distributed:
-            xv = xv.clone()
-            torch.distributed.all_reduce(xv, op=torch.distributed.ReduceOp.MAX)
-        out = dict(zip(mk, mv.tolist()))
-        for k, v in zip(xk, xv.tolist()):
-            if k.startswith("neg_"):
-                out[k[4:]] = -v
-            else:
-                out[k] = v
+            values["grad_norm"] = [torch.stack(grad_norms).float().mean()]
+        values["skipped_steps"] = [torch.tensor(float(skipped))]
+        out = reduce_metrics(values, {**algo.metric_reductions, **UPDATE_METRICS}, self.world.distributed)
         out["skipped_steps"] = out["skipped_steps"] * self.world.world_size
-        out.update(extra)
-        return out
+        # nfe_*: the same on every rank (equal shares, same chunk layout), so not reduced.
+        return {**out, "time_score_s": t_score, **algo.nfe(self.cfg.rollout, a.mu, state)}
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, iteration: int) -> dict[str, float]:
@@ -473,11 +453,7 @@ class Trainer:
             self.iteration += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    reward=f"{metrics['reward_mean']:.3f}",
-                    ratio=f"[{metrics.get('ratio_min', 1):.4f},{metrics.get('ratio_max', 1):.4f}]",
-                    clip=f"{metrics.get('clip_fraction', 0):.2f}",
-                )
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", **self.algorithm.progress(metrics))
             if self._due(cfg.eval.every, self.iteration):
                 ev = self.evaluate(self.iteration)
                 if bar is not None and ev:
