@@ -1,8 +1,9 @@
-"""The built-in evaluation task of each model family that has one, by `model.name`.
+"""The built-in task of each model family that has one, by `model.name`.
 
 A run without `eval.prompt_file` is evaluated on its family's built-in task (the shapes world for
-the "shapes" model); a family missing here needs a prompt file. The trainer reads this table, so it
-names no task itself.
+the "shapes" model); a family missing here needs a prompt file. A run without
+`rollout.prompt_file` trains on `default_training_prompts` (the shapes world's training split).
+The trainer reads this module, so it names no task itself.
 """
 
 from __future__ import annotations
@@ -21,3 +22,11 @@ def _shapes(images_per_category: int, rewards: RewardSet | None) -> Evaluator:
 
 BUILT_IN_EVALUATORS: dict[str, Callable[[int, RewardSet | None], Evaluator]] = {"shapes": _shapes}
 """model.name -> factory(eval.images_per_category, extra rewards or None) of its built-in evaluator."""
+
+
+def default_training_prompts() -> dict[str, list[str]]:
+    """{category: prompts} a run trains on when `rollout.prompt_file` is unset: the shapes world's
+    training split (the held-out split is never trained on)."""
+    from vgrpo.tasks.shapes import train_prompts_by_category
+
+    return train_prompts_by_category()

@@ -52,7 +52,7 @@ class ModelConfig:
     name: str = "shapes"
     """Model adapter: "shapes" (the built-in world's tiny MMDiT), "flux" (FLUX.1-dev) or "sd3" (SD 3.5), see vgrpo.models.registry."""
     path: str | None = None
-    """Weights folder (a diffusers-format directory for flux / sd3) or a Hugging Face hub id (`org/name`, fetched into the HF cache; with HF_HUB_OFFLINE=1 it must be there already); None = the shapes weights shipped with the package."""
+    """Weights folder (a diffusers-format directory for flux / sd3) or a Hugging Face hub id (`org/name`, fetched into the HF cache; with HF_HUB_OFFLINE=1 it must be there already); None = the shapes base shipped with the package (vgrpo/assets/shapes_web, the web-caption model; vgrpo/assets/shapes_base is the clean-caption one)."""
     init: str = "pretrained"
     """"pretrained" (load the weights) or "random" (same architecture, seeded random weights; for tests and smoke runs)."""
     dtype: str = "float32"

@@ -55,6 +55,7 @@ from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics, reduce
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.sampling.rollout import RolloutBatch, local_prompt_indices
+from vgrpo.tasks.registry import default_training_prompts
 from vgrpo.trainer.run_folder import RunFolder, RunFolderError, fingerprint
 from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
 from vgrpo.utils.prompt_file import read_prompt_file, read_prompt_records
@@ -92,9 +93,7 @@ def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
 def training_prompts(cfg: Config) -> dict[str, list[str]]:
     """Training prompts by category: the shapes world's split, or {"file": lines of rollout.prompt_file}."""
     if cfg.rollout.prompt_file is None:
-        from vgrpo.tasks.shapes import train_prompts_by_category
-
-        return train_prompts_by_category()
+        return default_training_prompts()
     return {"file": read_prompt_file(cfg.rollout.prompt_file)}
 
 
