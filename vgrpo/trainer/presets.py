@@ -57,7 +57,6 @@ def shapes_cpu_flowgrpo() -> Config:
     cfg.algorithm.sde_train_steps = 0
     cfg.algorithm.clip_range = 1e-4
     cfg.algorithm.beta = 0.0
-    cfg.optim.lr = Config().optim.lr
     cfg.eval.steps = Config().rollout.steps
     cfg.eval.solver = Config().rollout.solver
     return cfg
