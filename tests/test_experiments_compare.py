@@ -221,7 +221,7 @@ def test_a_folder_made_with_another_config_is_refused(tmp_path, capsys):
 
 def test_a_failed_training_is_reported_with_its_log(tmp_path):
     failure = run_one(Training("bad", ["--no-such-option", "1"], {}), tmp_path / "logs" / "bad.log")
-    assert "exit status 2" in failure and "unknown option --no-such-option" in failure
+    assert "exit status 2" in failure and "unknown option --no_such_option" in failure
     assert (tmp_path / "logs" / "bad.log").read_text().startswith("$ ")
 
 
