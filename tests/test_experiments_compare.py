@@ -259,3 +259,15 @@ def test_end_to_end_tiny_run_in_a_subprocess_then_resume_skips_it(tmp_path, caps
     assert compare.main(["--plan", str(plan), "--out", str(out)]) == 0
     assert "tiny-a-seed0: finished earlier, skipped" in capsys.readouterr().out
     print(f"end-to-end: {time.perf_counter() - start:.0f} s")
+
+
+def test_set_keeps_a_list_value_whole_and_the_two_modes_exclude_each_other(tmp_path, capsys):
+    assert compare.overrides(["finetune.lora_targets=to_q", "to_k", "optim.lr=2e-4"]) == [
+        "finetune.lora_targets=to_q,to_k", "optim.lr=2e-4"]
+    argv = ["--out", str(tmp_path), "--only", "vgrpo", "--seeds", "0", "--dry-run",
+            "--set", "finetune.lora_targets=to_q,to_k", "optim.lr=2e-4"]
+    assert compare.main(argv) == 0
+    assert "--finetune.lora_targets=to_q,to_k --optim.lr=2e-4" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["--out", str(tmp_path), "--dry-run", "--report-only"])
+    assert exit_.value.code == 2 and "exclude each other" in capsys.readouterr().err

@@ -15,10 +15,10 @@ run (use another --out). Exit status: 0 = done, 1 = a run failed or the report c
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
+from dataclasses import dataclass, field
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,29 +26,53 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from vgrpo.experiments.plan import SHIPPED_PLAN, PlanError, load_plan, resolve, select  # noqa: E402
 from vgrpo.experiments.report import ReportError, write_report  # noqa: E402
 from vgrpo.experiments.runner import check_folders, command, is_finished, run_all  # noqa: E402
+from vgrpo.utils import cli  # noqa: E402
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vgrpo.experiments.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", default=str(SHIPPED_PLAN), help="plan file (default: the shipped compare.toml)")
-    p.add_argument("--out", default=None, help="folder of the runs and the report (default: the plan's `out`)")
-    p.add_argument("--only", nargs="+", default=[], metavar="NAME", help="only these groups or GROUP/RUN names")
-    p.add_argument("--seeds", nargs="+", type=int, default=[], help="other seeds than the plan's")
-    p.add_argument("--iterations", type=int, default=None, help="job.iterations of every run (a quick smoke run)")
-    p.add_argument("--set", dest="extra", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override applied to every run after the plan's")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", help="print the trainings and their commands, then exit")
-    mode.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
-    return p.parse_args(argv)
+@dataclass
+class CompareOptions:
+    """The command line of `python -m vgrpo.experiments.compare` (the one CLI of vgrpo.utils.cli)."""
+
+    plan: str = str(SHIPPED_PLAN)
+    """Plan file (default: the shipped compare.toml)."""
+    out: str | None = None
+    """Folder of the runs and the report (None = the plan's `out`)."""
+    only: list[str] = field(default_factory=list)
+    """Only these groups or GROUP/RUN names."""
+    seeds: list[int] = field(default_factory=list)
+    """Other seeds than the plan's."""
+    iterations: int | None = None
+    """job.iterations of every run (a quick smoke run)."""
+    set: list[str] = field(default_factory=list)
+    """Overrides section.key=value applied to every run after the plan's (a list value keeps its commas)."""
+    dry_run: bool = False
+    """Print the trainings and their commands, then exit."""
+    report_only: bool = False
+    """Train nothing: report the finished runs."""
+
+
+def overrides(words: list[str]) -> list[str]:
+    """`--set` values as section.key=value overrides: the CLI splits a list at commas, so a piece
+    without "=" continues the previous override's comma list (finetune.lora_targets=to_q,to_k)."""
+    out: list[str] = []
+    for w in words:
+        if out and "=" not in w:
+            out[-1] += "," + w
+        else:
+            out.append(w)
+    return out
+
+
+def parse_args(argv: list[str]) -> CompareOptions:
+    return cli.parse(CompareOptions, argv, __doc__,
+                     check=lambda o: ["--dry_run and --report_only exclude each other"] if o.dry_run and o.report_only else [])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         plan = select(load_plan(args.plan), only=args.only, seeds=args.seeds, iterations=args.iterations,
-                      extra=args.extra, out=args.out)
+                      extra=overrides(args.set), out=args.out)
         trainings = resolve(plan)
         check_folders(plan.out, trainings)
     except PlanError as exc:

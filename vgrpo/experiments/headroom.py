@@ -15,14 +15,17 @@ markdown table.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+from vgrpo.utils import cli  # noqa: E402
 
 METRICS = ("mean", "best_of_k", "accuracy")
 
@@ -61,21 +64,31 @@ def measure(model_dir: str | None, images_per_category: int, samples: int, steps
     return per_category(torch.stack(scores), torch.stack(satisfied), [category(p) for p in prompts])
 
 
+@dataclass
+class HeadroomOptions:
+    """The command line of `python -m vgrpo.experiments.headroom`."""
+
+    models: list[str] = field(default_factory=list)
+    """Shapes model folders (none = the shipped default base)."""
+    images_per_category: int = 32
+    """Held-out slots per category."""
+    samples: int = 8
+    """Samples per slot (the K of best-of-K)."""
+    steps: int = 8
+    """DPM-Solver++ steps."""
+    threads: int = 2
+    """Torch CPU threads."""
+    out: str = "runs/headroom"
+    """Output folder."""
+
+
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m vgrpo.experiments.headroom", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=[None], help="shapes model folders (default: the shipped one)")
-    ap.add_argument("--images-per-category", type=int, default=32, help="held-out slots per category")
-    ap.add_argument("--samples", type=int, default=8, help="samples per slot (the K of best-of-K)")
-    ap.add_argument("--steps", type=int, default=8, help="DPM-Solver++ steps")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", default="runs/headroom", help="output folder")
-    args = ap.parse_args(argv)
-    if min(args.images_per_category, args.samples, args.steps, args.threads) < 1:
-        ap.error("--images-per-category, --samples, --steps and --threads must be >= 1")
+    args = cli.parse(HeadroomOptions, argv, __doc__, check=lambda o: [
+        "--images_per_category, --samples, --steps and --threads must be >= 1"]
+        if min(o.images_per_category, o.samples, o.steps, o.threads) < 1 else [])
     torch.set_num_threads(args.threads)
     results = {}
-    for m in args.models:
+    for m in args.models or [None]:
         name = m or "shipped"
         results[name] = measure(m, args.images_per_category, args.samples, args.steps)
         r = results[name]
@@ -83,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"accuracy {r['accuracy']['overall']:.3f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "headroom.json").write_text(json.dumps({"setup": vars(args), "results": results}, indent=1) + "\n")
+    (out / "headroom.json").write_text(json.dumps({"setup": dataclasses.asdict(args), "results": results}, indent=1) + "\n")
     cats = list(next(iter(results.values()))["mean"])
     print("| model | metric | " + " | ".join(cats) + " |\n|---|---|" + "---|" * len(cats))
     for name, r in results.items():

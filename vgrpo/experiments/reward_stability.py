@@ -23,15 +23,18 @@ Writes reward_stability.json (and samples.pt, both batches) and prints a markdow
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+from vgrpo.utils import cli  # noqa: E402
 
 CHANGE_THRESHOLDS = (0.01, 0.05)
 FLIP = 0.25  # a pixel "flips" when a channel moves by more than this
@@ -69,24 +72,41 @@ def stability(r0: torch.Tensor, r1: torch.Tensor, group_size: int) -> dict[str, 
     return out
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m vgrpo.experiments.reward_stability", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="shapes model folder (default: the shipped base model)")
-    ap.add_argument("--prompts", type=int, default=48, help="training prompts (cycled over categories)")
-    ap.add_argument("--group-size", type=int, default=8, help="images per prompt")
-    ap.add_argument("--angle", type=float, default=0.02, help="rotation of the initial noise, radians")
-    ap.add_argument("--steps", type=int, default=8, help="DPM-Solver++ steps of the rollout")
-    ap.add_argument("--draws", type=int, default=4, help="pair draws averaged into each sample's surrogate")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", default="runs/reward_stability", help="output folder")
-    args = ap.parse_args(argv)
-    if min(args.prompts, args.steps, args.draws, args.threads) < 1 or args.group_size < 2:
-        ap.error("--prompts, --steps, --draws, --threads must be >= 1 and --group-size >= 2")
-    if not 0.0 < args.angle < math.pi / 2:
-        ap.error("--angle must be in (0, pi/2)")
-    return args
+@dataclass
+class StabilityOptions:
+    """The command line of `python -m vgrpo.experiments.reward_stability`."""
+
+    model: str | None = None
+    """Shapes model folder (None = the shipped default base)."""
+    prompts: int = 48
+    """Training prompts (cycled over categories)."""
+    group_size: int = 8
+    """Images per prompt."""
+    angle: float = 0.02
+    """Rotation of the initial noise, radians."""
+    steps: int = 8
+    """DPM-Solver++ steps of the rollout."""
+    draws: int = 4
+    """Pair draws averaged into each sample's surrogate."""
+    seed: int = 0
+    """Seed of the prompts' noise, the rotation and the pairs."""
+    threads: int = 2
+    """Torch CPU threads."""
+    out: str = "runs/reward_stability"
+    """Output folder."""
+
+
+def _problems(o: StabilityOptions) -> list[str]:
+    problems = []
+    if min(o.prompts, o.steps, o.draws, o.threads) < 1 or o.group_size < 2:
+        problems.append("--prompts, --steps, --draws, --threads must be >= 1 and --group_size >= 2")
+    if not 0.0 < o.angle < math.pi / 2:
+        problems.append("--angle must be in (0, pi/2)")
+    return problems
+
+
+def parse_args(argv: list[str] | None) -> StabilityOptions:
+    return cli.parse(StabilityOptions, argv, __doc__, check=_problems)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     surrogate = surrogate_draws(velocity, latents[0], args.group_size, 4, args.draws, "batch", True, args.seed).mean(0)
     flips = ((images[1] - images[0]).abs().amax(1) > FLIP).flatten(1).sum(1)  # [N] pixels that flipped
-    result = {"setup": vars(args), "image_mean_abs_change": float((images[1] - images[0]).abs().mean()),
+    result = {"setup": dataclasses.asdict(args), "image_mean_abs_change": float((images[1] - images[0]).abs().mean()),
               "images_with_flipped_pixels": float((flips >= 3).double().mean())}
     for name, fn in (("current", score), ("legacy", legacy_score)):
         r0, r1 = fn(images[0], sample_prompts), fn(images[1], sample_prompts)

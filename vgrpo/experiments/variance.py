@@ -14,14 +14,16 @@ noise the update sees. Writes variance.json and variance.md.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from vgrpo.objective import draw_pairs, surrogate_cv
 from vgrpo.ops import elbo_surrogate, noise_latents
+from vgrpo.utils import cli
 
 SCHEMES: tuple[tuple[str, str, bool], ...] = (
     ("independent, uniform t", "none", False),
@@ -78,19 +80,30 @@ def markdown(rows: list[dict], setup: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class VarianceOptions:
+    """The command line of `python -m vgrpo.experiments.variance`."""
+
+    out: str = "runs/compare/variance"
+    """Output folder."""
+    prompts: int = 8
+    """Training prompts in the fixed batch."""
+    group_size: int = 8
+    """Images per prompt."""
+    pairs: int = 4
+    """N_MC."""
+    draws: int = 16
+    """Independent pair draws per scheme."""
+    steps: int = 8
+    """DPM-Solver++ steps of the fixed rollout."""
+    seed: int = 0
+    """Seed of the rollout noise and the pair draws."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vgrpo.experiments.variance", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/compare/variance", help="output folder")
-    ap.add_argument("--prompts", type=int, default=8, help="training prompts in the fixed batch")
-    ap.add_argument("--group-size", type=int, default=8, help="images per prompt")
-    ap.add_argument("--pairs", type=int, default=4, help="N_MC")
-    ap.add_argument("--draws", type=int, default=16, help="independent pair draws per scheme")
-    ap.add_argument("--steps", type=int, default=8, help="DPM-Solver++ steps of the fixed rollout")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    if min(args.prompts, args.pairs, args.draws, args.steps) < 1 or args.group_size < 2 or args.draws < 2:
-        ap.error("--prompts, --pairs, --steps must be >= 1; --group-size and --draws >= 2")
+    args = cli.parse(VarianceOptions, argv, __doc__, check=lambda o: [
+        "--prompts, --pairs, --steps must be >= 1; --group_size and --draws >= 2"]
+        if min(o.prompts, o.pairs, o.steps) < 1 or o.group_size < 2 or o.draws < 2 else [])
 
     from vgrpo.models.shapes import ShapesAdapter
     from vgrpo.sampling.rollout import rollout
