@@ -15,7 +15,6 @@ markdown table.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"accuracy {r['accuracy']['overall']:.3f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "headroom.json").write_text(json.dumps({"setup": dataclasses.asdict(args), "results": results}, indent=1) + "\n")
+    (out / "headroom.json").write_text(json.dumps({"setup": cli.to_dict(args), "results": results}, indent=1) + "\n")
     cats = list(next(iter(results.values()))["mean"])
     print("| model | metric | " + " | ".join(cats) + " |\n|---|---|" + "---|" * len(cats))
     for name, r in results.items():

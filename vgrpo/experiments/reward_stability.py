@@ -23,7 +23,6 @@ Writes reward_stability.json (and samples.pt, both batches) and prints a markdow
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     surrogate = surrogate_draws(velocity, latents[0], args.group_size, 4, args.draws, "batch", True, args.seed).mean(0)
     flips = ((images[1] - images[0]).abs().amax(1) > FLIP).flatten(1).sum(1)  # [N] pixels that flipped
-    result = {"setup": dataclasses.asdict(args), "image_mean_abs_change": float((images[1] - images[0]).abs().mean()),
+    result = {"setup": cli.to_dict(args), "image_mean_abs_change": float((images[1] - images[0]).abs().mean()),
               "images_with_flipped_pixels": float((flips >= 3).double().mean())}
     for name, fn in (("current", score), ("legacy", legacy_score)):
         r0, r1 = fn(images[0], sample_prompts), fn(images[1], sample_prompts)

@@ -14,7 +14,6 @@ noise the update sees. Writes variance.json and variance.md.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
