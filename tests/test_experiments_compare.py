@@ -52,8 +52,11 @@ def test_selection_seeds_iterations_and_extra_overrides_apply_last():
     plan = select(load_plan(), only=["flowgrpo/lr-2e-4", "sharing"], seeds=[4], iterations=3,
                   extra=["rollout.steps=6"], out="elsewhere")
     trainings = resolve(plan)
+    # sharing/batch is the V-GRPO default: its training keeps the name a run of the whole plan gives it
     assert [t.name for t in trainings] == ["flowgrpo-lr-2e-4-seed4", "sharing-none-seed4", "sharing-group-seed4",
-                                           "sharing-batch-seed4"]
+                                           "vgrpo-default-seed4"]
+    assert trainings[-1].serves == [("sharing/batch", 4)] and trainings[-1].config["job"]["name"] == "vgrpo-default-seed4"
+    assert "--job.name=vgrpo-default-seed4" in trainings[-1].argv
     for t in trainings:
         assert (t.config["job"]["iterations"], t.config["rollout"]["steps"], t.config["job"]["output_dir"]) == (
             3, 6, "elsewhere")
@@ -103,6 +106,14 @@ def test_dry_run_prints_every_training_and_its_command_and_writes_nothing(tmp_pa
     assert " -m vgrpo.train --preset shapes-cpu --job.iterations=50 " in line
     assert "--algorithm.clip_range=0.0 --algorithm.kl_target=behaviour --algorithm.beta=0.3 --job.seed=0" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_selection_reuses_the_trainings_of_a_whole_plan_run(tmp_path, capsys):
+    """`--only sharing` after a whole run must not train the V-GRPO default again as sharing-batch."""
+    argv = ["--out", str(tmp_path / "out"), "--only", "sharing", "--seeds", "0", "--dry-run"]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "vgrpo-default-seed0: to train (also sharing/batch)" in out and "sharing-batch-seed0" not in out
 
 
 # ----------------------------------------------------------------------------- the report

@@ -7,7 +7,8 @@
 
 The shipped plan is vgrpo/experiments/plans/compare.toml. Loading checks the file's shape; `resolve`
 turns every (run, seed) into the trainer's validated config, so a wrong key or value fails before
-anything trains, naming the run. Runs whose configs are identical share one training.
+anything trains, naming the run. Runs whose configs are identical share one training, named after the
+first of them in the whole plan, so a selection (`--only`) finds the trainings a full run made.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Plan:
     runs: tuple[Run, ...]
     candidate: str | None = None  # "group/run"
     reference: str | None = None  # group
+    naming: tuple[Run, ...] = ()  # every run of the plan file (a selection's `runs` are some of them): names shared trainings
 
 
 @dataclass
@@ -172,8 +174,9 @@ def select(plan: Plan, *, only: list[str] = (), seeds: list[int] = (), iteration
         raise PlanError(f"--iterations must be >= 1, got {iterations}")
     tail = overrides({k: v for k, v in (_split(e) for e in extra)}, "--set")
     tail += (f"--job.iterations={iterations}",) if iterations else ()
-    runs = [replace(r, overrides=r.overrides + tail) for r in runs]
-    return replace(plan, runs=tuple(runs), seeds=tuple(seeds) or plan.seeds, out=Path(out) if out else plan.out)
+    runs, naming = ([replace(r, overrides=r.overrides + tail) for r in rs] for rs in (runs, plan.naming or plan.runs))
+    return replace(plan, runs=tuple(runs), naming=tuple(naming), seeds=tuple(seeds) or plan.seeds,
+                   out=Path(out) if out else plan.out)
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -191,28 +194,54 @@ def _comparable(config: dict[str, Any]) -> str:
     return json.dumps(c, sort_keys=True)
 
 
+def _argv(plan: Plan, run: Run, seed: int, name: str) -> list[str]:
+    return ["--preset", run.preset, *run.overrides, f"--job.seed={seed}", f"--job.output_dir={plan.out}",
+            f"--job.name={name}", *FIXED]
+
+
+def _config(argv: list[str]) -> dict[str, Any]:
+    """The validated trainer config of a training's arguments as a dict; raises ConfigError."""
+    cfg = parse_command(argv).config()
+    validate(cfg, 1)
+    if cfg.eval.every < 0:
+        raise ConfigError("eval.every must be >= 0: the report compares held-out evaluations")
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def _first_names(plan: Plan) -> dict[str, str]:
+    """{comparable config: folder name of the first run of the whole plan with that config}."""
+    names: dict[str, str] = {}
+    for run in plan.naming or plan.runs:
+        for seed in plan.seeds:
+            name = f"{run.group}-{run.name}-seed{seed}"
+            try:
+                names.setdefault(_comparable(_config(_argv(plan, run, seed, name))), name)
+            except ConfigError:
+                continue  # reported by resolve if the run is selected
+    return names
+
+
 def resolve(plan: Plan) -> list[Training]:
-    """Every (run, seed) as a validated trainer config, trainings shared between identical configs;
-    one PlanError lists every run that cannot start."""
+    """Every (run, seed) as a validated trainer config, trainings shared between identical configs (each
+    named after the first run of the whole plan it serves); one PlanError lists every run that cannot start."""
+    first = _first_names(plan)
     trainings: dict[str, Training] = {}
     problems = []
     for run in plan.runs:
         for seed in plan.seeds:
             name = f"{run.group}-{run.name}-seed{seed}"
-            argv = ["--preset", run.preset, *run.overrides, f"--job.seed={seed}", f"--job.output_dir={plan.out}",
-                    f"--job.name={name}", *FIXED]
             try:
-                cfg = parse_command(argv).config()
-                validate(cfg, 1)
-                if cfg.eval.every < 0:
-                    raise ConfigError("eval.every must be >= 0: the report compares held-out evaluations")
+                config = _config(_argv(plan, run, seed, name))
             except ConfigError as exc:
                 problems.append(f"{run.key}: {exc}")
                 continue
-            key = _comparable(cfg.to_dict())
+            key = _comparable(config)
             if key not in trainings and name in {t.name for t in trainings.values()}:
                 problems.append(f"{run.key}: its folder name {name} is another run's; rename the group or run")
-            training = trainings.setdefault(key, Training(name, argv, json.loads(json.dumps(cfg.to_dict()))))
+            if key not in trainings and first.get(key, name) != name:
+                name = first[key]
+                config["job"]["name"] = name
+            training = trainings.setdefault(key, Training(name, _argv(plan, run, seed, name), config))
             training.serves.append((run.key, seed))
     if problems:
         raise PlanError(f"runs of {plan.source} cannot start:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
