@@ -80,8 +80,12 @@ def test_a_registered_family_trains_one_iteration(tmp_path, toy_family):
     from vgrpo.trainer.metrics import read_metrics
     from vgrpo.trainer.trainer import Trainer
 
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red square\na blue circle\n")
     cfg = tiny_config(tmp_path, model={"name": toy_family, "init": "pretrained"}, finetune={"mode": "full"},
-                      job={"iterations": 1})
+                      job={"iterations": 1}, rollout={"prompt_file": str(prompts)})
+    with pytest.raises(ConfigError, match=f"rollout.prompt_file is required for model.name='{toy_family}'"):
+        validate(tiny_config(tmp_path, model={"name": toy_family, "init": "pretrained"}), world_size=1)
     before = [p.detach().clone() for p in ToyAdapter(seed=0).denoiser.parameters()]
     trainer = Trainer(cfg, reward_factory=color_rewards)  # the model comes from the registry
     assert isinstance(trainer.adapter, ToyAdapter)

@@ -14,10 +14,15 @@ def test_recipe_presets_carry_the_recipe_and_validate_with_a_model_path(preset, 
         section, key = dotted.split(".", 1)
         assert getattr(getattr(cfg, section), key) == value, dotted
     assert cfg.eval.every >= 0 and cfg.eval.prompt_file is None  # evaluated once a prompt file is given
-    validate(cfg, world_size=1)
+    with pytest.raises(ConfigError, match="rollout.prompt_file is required for model.name="):
+        validate(cfg, world_size=1)  # these families have no built-in prompts: never the shapes world's
+    train = tmp_path / "train.txt"
+    train.write_text("a cat\n")
+    validate(load_config(preset, [f"--model.path={tmp_path}", f"--rollout.prompt_file={train}"]), world_size=1)
     prompts = tmp_path / "eval.jsonl"
     prompts.write_text('{"prompt": "a cat", "category": "animals"}\n')
-    validate(load_config(preset, [f"--model.path={tmp_path}", f"--eval.prompt_file={prompts}"]), world_size=1)
+    validate(load_config(preset, [f"--model.path={tmp_path}", f"--rollout.prompt_file={train}",
+                                  f"--eval.prompt_file={prompts}"]), world_size=1)
 
 
 def test_recipe_preset_without_model_path_fails_before_loading():

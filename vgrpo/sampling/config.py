@@ -25,6 +25,6 @@ class RolloutConfig:
     batch_size: int = 64
     """Images per sampler call on each rank (memory knob; does not change results)."""
     prompt_file: str | None = None
-    """Training prompts: a text file (one per line) or JSON Lines ("*.jsonl": a "prompt" field per line, the other fields are its metadata, handed to the rewards that take it, e.g. the OCR reward's "text"); None = the built-in shapes world's training split."""
+    """Training prompts: a text file (one per line) or JSON Lines ("*.jsonl": a "prompt" field per line, the other fields are its metadata, handed to the rewards that take it, e.g. the OCR reward's "text"); None = the model family's built-in prompts (the shapes world's training split; flux / sd3 have none, so they need this file)."""
     prompt_sampling: str = "category"
     """How an iteration's prompts are drawn from the training set: "category" (a uniform category, then a prompt of it: every category trains equally) or "uniform" (distinct prompts uniformly)."""

@@ -315,6 +315,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     from vgrpo.objective.pairs import SHARING_SCOPES
     from vgrpo.ops.checks import WEIGHTINGS
     from vgrpo.sampling.ode import SOLVERS
+    from vgrpo.tasks.registry import BUILT_IN_TRAINING_PROMPTS
 
     family = FAMILIES.get(m.name)
     need(family is not None, f"model.name must be {'|'.join(FAMILIES)}, got {m.name!r}")
@@ -324,6 +325,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
          f"model.init=random exists only for the models {[n for n, f in FAMILIES.items() if f.random]}")
     need(m.resolution is None or (m.resolution > 0 and m.resolution % 16 == 0),
          f"model.resolution must be a positive multiple of 16, got {m.resolution}")
+    need(r.prompt_file is not None or family is None or m.name in BUILT_IN_TRAINING_PROMPTS,
+         f"rollout.prompt_file is required for model.name={m.name!r} (training prompts: a text file, one per "
+         f"line, or JSON Lines with a \"prompt\" field); only {sorted(BUILT_IN_TRAINING_PROMPTS)} has built-in ones")
     if r.prompt_file is not None:
         try:
             read_prompt_file(r.prompt_file)

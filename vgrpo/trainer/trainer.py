@@ -55,7 +55,7 @@ from vgrpo.trainer.metrics import MetricsLogger, gpu_stats, read_metrics, reduce
 from vgrpo.trainer.parallelize import apply_finetune_mode, apply_speed_switches, parallelize
 from vgrpo.trainer.reward_overlap import ChunkScorer
 from vgrpo.sampling.rollout import RolloutBatch, local_prompt_indices
-from vgrpo.tasks.registry import default_training_prompts
+from vgrpo.tasks.registry import BUILT_IN_TRAINING_PROMPTS
 from vgrpo.trainer.run_folder import RunFolder, RunFolderError, fingerprint
 from vgrpo.trainer.stall import NO_VALID_REWARDS, NON_FINITE_LOSS, ZERO_VARIANCE, SkipStreak
 from vgrpo.utils.prompt_file import read_prompt_file, read_prompt_records
@@ -91,9 +91,10 @@ def build_adapter(cfg: Config, device: torch.device) -> ModelAdapter:
 
 
 def training_prompts(cfg: Config) -> dict[str, list[str]]:
-    """Training prompts by category: the shapes world's split, or {"file": lines of rollout.prompt_file}."""
+    """Training prompts by category: the model family's built-in ones (the shapes world's training split),
+    or {"file": lines of rollout.prompt_file}."""
     if cfg.rollout.prompt_file is None:
-        return default_training_prompts()
+        return BUILT_IN_TRAINING_PROMPTS[cfg.model.name]()
     return {"file": read_prompt_file(cfg.rollout.prompt_file)}
 
 
