@@ -20,6 +20,7 @@ from typing import Any
 
 from vgrpo.trainer.cli import parse_command
 from vgrpo.trainer.config import ConfigError, validate
+from vgrpo.utils.cli import parse_toml
 
 SHIPPED_PLAN = Path(__file__).parent / "plans" / "compare.toml"
 RESERVED_KEYS = ("job.name", "job.output_dir", "job.seed")  # the plan's: run folders are <out>/<group>-<run>-seed<k>
@@ -112,11 +113,9 @@ def load_plan(path: str | Path = SHIPPED_PLAN) -> Plan:
     path = Path(path)
     if not path.is_file():
         raise PlanError(f"plan {path} is not a file")
-    import tomllib  # Python >= 3.11
-
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        data = parse_toml(path.read_text())
+    except ValueError as exc:
         raise PlanError(f"plan {path}: not valid TOML: {exc}") from None
     known = {"title", "out", "seeds", "preset", "metric", "compare", "budget", "groups"}
     if set(data) - known:

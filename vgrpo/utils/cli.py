@@ -190,6 +190,16 @@ def apply_file_values(obj: Any, values: dict[str, Any], where: str, prefix: str 
         setattr(holder, key, coerce(value, tp, dotted))
 
 
+def parse_toml(text: str) -> dict[str, Any]:
+    """TOML text as a dict (tomllib, or the tomli backport on Python 3.10); ValueError when not valid."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    return tomllib.loads(text)
+
+
 def read_config_file(path: str) -> dict[str, Any]:
     """The file's keys and tables as a nested dict; ConfigError naming the file when it is not one."""
     p = Path(path)
@@ -197,11 +207,9 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path!r} is not a file")
     suffix = p.suffix.lower()
     if suffix == ".toml":
-        import tomllib
-
         try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            data = parse_toml(p.read_text())
+        except ValueError as exc:
             raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
     elif suffix in (".yaml", ".yml"):
         try:
