@@ -12,8 +12,10 @@ from vgrpo.trainer.presets import DEFAULT_PRESET, PRESETS, load_config
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_validate(name, tmp_path):
-    # Model presets need the user's weights folder; the built-in world's presets need nothing.
-    overrides = [] if name.startswith("shapes") else [f"--model.path={tmp_path}"]
+    # Model presets need the user's weights folder and training prompts; the built-in world's presets need nothing.
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    overrides = [] if name.startswith("shapes") else [f"--model.path={tmp_path}", f"--rollout.prompt_file={prompts}"]
     cfg = load_config(name, overrides)
     validate(cfg, world_size=1)
 
