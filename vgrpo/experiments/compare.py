@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(plan.runs)} runs x {len(plan.seeds)} seeds = {len(trainings)} trainings into {plan.out}")
     for t in trainings:
         status = "finished" if is_finished(plan.out, t) else "to train"
-        also = [key for key in dict.fromkeys(key for key, _ in t.serves)  # runs other than the folder's own
-                if not t.name.startswith(key.replace("/", "-") + "-seed")]
+        also = [key for key in dict.fromkeys(key for key, _ in t.serves) if key != t.named_after]
         print(f"  {t.name}: {status}" + (f" (also {', '.join(also)})" if also else ""))
         if args.dry_run:
             print("    " + shlex.join(command(t)))

@@ -66,6 +66,7 @@ class Training:
     name: str
     argv: list[str]
     config: dict[str, Any]
+    named_after: str = ""  # the run key ("group/run") whose folder name it has
     serves: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -207,14 +208,14 @@ def _config(argv: list[str]) -> dict[str, Any]:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
-def _first_names(plan: Plan) -> dict[str, str]:
-    """{comparable config: folder name of the first run of the whole plan with that config}."""
-    names: dict[str, str] = {}
+def _first_names(plan: Plan) -> dict[str, tuple[str, str]]:
+    """{comparable config: (folder name, run key) of the first run of the whole plan with that config}."""
+    names: dict[str, tuple[str, str]] = {}
     for run in plan.naming or plan.runs:
         for seed in plan.seeds:
             name = f"{run.group}-{run.name}-seed{seed}"
             try:
-                names.setdefault(_comparable(_config(_argv(plan, run, seed, name))), name)
+                names.setdefault(_comparable(_config(_argv(plan, run, seed, name))), (name, run.key))
             except ConfigError:
                 continue  # reported by resolve if the run is selected
     return names
@@ -237,10 +238,9 @@ def resolve(plan: Plan) -> list[Training]:
             key = _comparable(config)
             if key not in trainings and name in {t.name for t in trainings.values()}:
                 problems.append(f"{run.key}: its folder name {name} is another run's; rename the group or run")
-            if key not in trainings and first.get(key, name) != name:
-                name = first[key]
-                config["job"]["name"] = name
-            training = trainings.setdefault(key, Training(name, _argv(plan, run, seed, name), config))
+            name, named_after = first.get(key, (name, run.key))
+            config["job"]["name"] = name
+            training = trainings.setdefault(key, Training(name, _argv(plan, run, seed, name), config, named_after))
             training.serves.append((run.key, seed))
     if problems:
         raise PlanError(f"runs of {plan.source} cannot start:\n  - " + "\n  - ".join(dict.fromkeys(problems)))

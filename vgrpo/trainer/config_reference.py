@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from vgrpo.trainer.config import Config
-from vgrpo.trainer.presets import shapes_cpu
+from vgrpo.trainer.presets import DEFAULT_PRESET, PRESETS
 from vgrpo.utils.cli import default_text, field_docstrings
 
 HEADER = (
@@ -19,8 +19,8 @@ HEADER = (
 
 
 def render() -> str:
-    """The whole config reference section as Markdown (values of the default preset, shapes-cpu)."""
-    cfg = shapes_cpu()
+    """The whole config reference section as Markdown (values of the default preset)."""
+    cfg = PRESETS[DEFAULT_PRESET]()
     parts = [HEADER]
     for section in dataclasses.fields(Config):
         parts += _tables(section.name, getattr(cfg, section.name))

@@ -39,9 +39,13 @@ def gpu_stats(device: torch.device) -> dict[str, float]:
 
 
 def reduce_metrics(
-    values: dict[str, list[torch.Tensor]], reductions: dict[str, str], distributed: bool
+    values: dict[str, list[torch.Tensor]], reductions: dict[str, str], distributed: bool,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """One iteration's metrics reduced over its chunks, then over the ranks, in two packed collectives.
+
+    Everything is reduced on `device` (default: that of the first value), so the only host
+    transfers are the two packed results; collectives run on that device (NCCL needs CUDA tensors).
 
     Args:
         values: name -> the scalar tensors reported for it (any device); every rank reports the
@@ -51,11 +55,17 @@ def reduce_metrics(
     Returns:
         name -> float: the means in name order, then the maxima and minima in name order.
     """
+    if device is None:
+        device = next((v.device for vs in values.values() for v in vs), torch.device("cpu"))
     means = sorted(k for k in values if reductions[k] == "mean")
     extremes = sorted(k for k in values if reductions[k] != "mean")
     sign = {k: -1.0 if reductions[k] == "min" else 1.0 for k in extremes}  # min = -max(-x): one collective
-    mv = _packed([torch.stack([v.float().cpu() for v in values[k]]).mean() for k in means])
-    xv = _packed([torch.stack([v.float().cpu() * sign[k] for v in values[k]]).max() for k in extremes])
+
+    def stacked(k: str) -> torch.Tensor:
+        return torch.stack([v.detach().float().to(device) for v in values[k]])
+
+    mv = _packed([stacked(k).mean() for k in means], device)
+    xv = _packed([(stacked(k) * sign[k]).max() for k in extremes], device)
     mv = all_reduce_mean(mv)
     if distributed and xv.numel():
         xv = xv.clone()
@@ -65,8 +75,8 @@ def reduce_metrics(
     return out
 
 
-def _packed(scalars: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(scalars) if scalars else torch.zeros(0)
+def _packed(scalars: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return torch.stack(scalars) if scalars else torch.zeros(0, device=device)
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:

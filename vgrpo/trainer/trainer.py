@@ -332,7 +332,8 @@ class Trainer:
         if grad_norms:
             values["grad_norm"] = [torch.stack(grad_norms).float().mean()]
         values["skipped_steps"] = [torch.tensor(float(skipped))]
-        out = reduce_metrics(values, {**algo.metric_reductions, **UPDATE_METRICS}, self.world.distributed)
+        out = reduce_metrics(values, {**algo.metric_reductions, **UPDATE_METRICS}, self.world.distributed,
+                             self.world.device)
         out["skipped_steps"] = out["skipped_steps"] * self.world.world_size
         # nfe_*: the same on every rank (equal shares, same chunk layout), so not reduced.
         return {**out, "time_score_s": t_score, **algo.nfe(self.cfg.rollout, a.mu, state)}
