@@ -28,6 +28,23 @@ def test_renders_at_64px_also_score_perfectly():
     assert float(score(render_batch(ps, seed=1, size=64), ps).min()) == 1.0
 
 
+def test_objects_are_as_large_as_their_number_allows():
+    """Every object's box side lies in OBJECT_SIDES for its image's object count, both ends occur,
+    and fewer objects never means smaller ones."""
+    from vgrpo.world.prompts import parse
+    from vgrpo.world.render import OBJECT_SIDES, sample_layout
+
+    rng = np.random.default_rng(0)
+    seen: dict[int, set[int]] = {n: set() for n in OBJECT_SIDES}
+    for p in ALL * 4:
+        layout = sample_layout(parse(p), rng)
+        seen[len(layout)].update(side for *_, side in layout)
+    for n, (lo, hi) in OBJECT_SIDES.items():
+        assert seen[n] == set(range(lo, hi + 1)), (n, sorted(seen[n]))
+    assert [lo for lo, _ in OBJECT_SIDES.values()] == sorted((lo for lo, _ in OBJECT_SIDES.values()), reverse=True)
+    assert min(OBJECT_SIDES[2]) >= 12  # the objects the shape requirement mostly judges are >= 12 px
+
+
 def test_detector_reads_back_the_layout():
     layout = [("circle", "red", 2, 3, 10), ("triangle", "blue", 18, 18, 9), ("square", "yellow", 20, 2, 8)]
     objs = sorted(detect(torch.from_numpy(draw(layout))[None])[0], key=lambda o: o.shape)

@@ -1,8 +1,9 @@
 """Ground-truth renderer: draws a random layout that satisfies any prompt of the grammar.
 
 Images are RGB float32 in [0, 1] on a black background with flat-colored, non-touching objects
-(so every object is one connected component of one palette color), sizes 8-11 px at 32x32
-(scaled with the image size). Layouts for relations are drawn by rejection until
+(so every object is one connected component of one palette color). Box sides at 32x32 (scaled
+with the image size) depend on how many objects the image holds (`OBJECT_SIDES`): 12-16 px for one,
+12-15 px for two, 11-13 px for three and 9-11 px for four. Layouts for relations are drawn by rejection until
 `vgrpo.world.detect.relation_holds` is satisfied, so the verifier accepts every render.
 """
 
@@ -24,6 +25,8 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 }
 BACKGROUND = (0.0, 0.0, 0.0)
 GAP = 2  # minimum empty pixels between object bounding boxes (at 32 px)
+# Box side range (lo, hi), at 32 px, by the number of objects in the image: as large as the crowding allows.
+OBJECT_SIDES: dict[int, tuple[int, int]] = {1: (12, 16), 2: (12, 15), 3: (11, 13), 4: (9, 11)}
 
 
 def shape_mask(shape: str, size: int) -> np.ndarray:
@@ -54,12 +57,15 @@ def sample_layout(
 ) -> list[tuple[str, str, int, int, int]]:
     """Random objects (shape, color, x, y, box size) satisfying `spec`; (x, y) is the top-left corner."""
     scale = size / 32.0
-    lo, hi = max(4, round(8 * scale)), max(5, round(11 * scale))
     gap = max(1, round(GAP * scale))
     wanted: list[tuple[str, str]] = []
     for obj in spec.objects:
         for _ in range(obj.count):
             wanted.append((obj.shape, obj.color or COLORS[rng.integers(len(COLORS))]))
+    if len(wanted) not in OBJECT_SIDES:
+        raise ValueError(f"{spec} asks for {len(wanted)} objects; the renderer draws 1-{max(OBJECT_SIDES)}")
+    lo_32, hi_32 = OBJECT_SIDES[len(wanted)]
+    lo, hi = max(4, round(lo_32 * scale)), max(5, round(hi_32 * scale))
     for _ in range(max_tries):
         boxes: list[tuple[int, int, int]] = []
         ok = True
