@@ -23,10 +23,11 @@ Recipe (the defaults; reproducible from --seed on CPU):
             color, count, relation and object mentions dropped or swapped with stated
             probabilities) instead of its prompt; with --init it fine-tunes an existing model, e.g.
             the shipped one into a base that can draw every prompt but follows prompts loosely:
-            python -m vgrpo.pretrain --init vgrpo/assets/shapes_base --captions web --steps 400 \
-                --lr 2e-4 --warmup 20 --out runs/shapes_web
+            python -m vgrpo.pretrain --init vgrpo/assets/shapes_base --captions web --steps 600 \
+                --lr 3e-4 --warmup 20 --threads 1 --out runs/shapes_web   (the shipped default base)
 
-To refresh the shipped model: python -m vgrpo.pretrain --out vgrpo/assets/shapes_base
+A clean model from scratch: python -m vgrpo.pretrain --out runs/shapes_base (the shipped one
+continues an earlier clean model; docs/world.md has its recipe)
 """
 
 from __future__ import annotations
