@@ -20,7 +20,10 @@ from vgrpo.rewards.shapes import score
 from vgrpo.tasks.shapes import generate_images
 from vgrpo.world.detect import detect
 
-BASE_MIN_COLOR_HIT = 0.8  # measured 1.0 for the shipped model (mean score 0.34)
+# Fraction of "a <color> <shape>" samples with an object of the prompted color: the clean-caption
+# model measured 1.0 (mean score 0.70), the web-caption default base 0.75 (0.61), which follows
+# color words loosely by design (its captions drop or swap them).
+MIN_COLOR_HIT = {"clean": 0.8, "web": 0.5}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -97,16 +100,18 @@ def test_velocity_shapes_gradients_and_errors(base):
         base.velocity(torch.randn(3, 3, 32, 32), torch.rand(3), cond)
 
 
-def test_base_model_draws_prompted_objects(base):
-    """The shipped model is a real (imperfect) model: it draws objects of the prompted color, and
+@pytest.mark.parametrize("captions", sorted(MIN_COLOR_HIT))
+def test_shipped_models_draw_prompted_objects(captions):
+    """Each shipped model is a real (imperfect) model: it draws objects of the prompted color, and
     the verifier's mean score is well above empty images' 0 (but the shape is often wrong)."""
+    model = ShapesAdapter.from_pretrained(shipped_model_path(captions))
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow circle"] * 4
-    images = generate_images(base, prompts, seed=0)
+    images = generate_images(model, prompts, seed=0)
     assert images.shape == (16, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
     right_color = [any(o.color == p.split()[1] for o in objs) for p, objs in zip(prompts, detect(images))]
-    assert sum(right_color) / len(prompts) >= BASE_MIN_COLOR_HIT
+    assert sum(right_color) / len(prompts) >= MIN_COLOR_HIT[captions]
     assert float(score(images, prompts).mean()) > 0.15
-    again = generate_images(base, prompts[:4], seed=0)
+    again = generate_images(model, prompts[:4], seed=0)
     # same noise per image; the denoiser's batch of 4 vs 16 rounds differently (up to 6e-5 after 12 steps)
     torch.testing.assert_close(again, images[:4], atol=2e-4, rtol=0)
 
