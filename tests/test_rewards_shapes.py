@@ -7,8 +7,8 @@ import torch
 from vgrpo.rewards import Reward, RewardSet
 from vgrpo.rewards.shapes import ShapesReward, per_category_accuracy, per_category_score, score, verdicts
 from vgrpo.world.detect import detect
-from vgrpo.world.prompts import all_prompts, heldout_prompts, train_prompts
-from vgrpo.world.render import draw, render_batch
+from vgrpo.world.prompts import all_prompts, heldout_prompts, parse, train_prompts
+from vgrpo.world.render import OBJECT_SIDES, draw, render_batch, sample_layout
 
 ALL = train_prompts() + heldout_prompts()
 
@@ -31,9 +31,6 @@ def test_renders_at_64px_also_score_perfectly():
 def test_objects_are_as_large_as_their_number_allows():
     """Every object's box side lies in OBJECT_SIDES for its image's object count, both ends occur,
     and fewer objects never means smaller ones."""
-    from vgrpo.world.prompts import parse
-    from vgrpo.world.render import OBJECT_SIDES, sample_layout
-
     rng = np.random.default_rng(0)
     seen: dict[int, set[int]] = {n: set() for n in OBJECT_SIDES}
     for p in ALL * 4:
@@ -103,7 +100,7 @@ def _other(word, options):
 def test_clean_renders_of_the_wrong_thing_lose_exactly_that_credit():
     """For many prompts: replace one shape / color / count / relation word, render the altered
     prompt cleanly and score it against the original: that requirement gets 0 (count: < 1)."""
-    from vgrpo.world.prompts import COLORS, COUNTS, RELATIONS, SHAPES, parse
+    from vgrpo.world.prompts import COLORS, COUNTS, RELATIONS, SHAPES
 
     checked = {"shape": 0, "color": 0, "count": 0, "relation": 0}
     for p in ALL:
