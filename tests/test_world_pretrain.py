@@ -7,7 +7,8 @@ import torch
 
 from vgrpo.models.shapes import ShapesAdapter
 from vgrpo.models.shapes import velocity_from_output
-from vgrpo.pretrain import flow_matching_loss, lr_factor, main, parse_args
+from vgrpo.pretrain import caption_noise, flow_matching_loss, lr_factor, main, parse_args
+from vgrpo.world.captions import CaptionNoise
 
 
 def test_schedule_warms_up_then_decays_to_a_tenth():
@@ -35,6 +36,20 @@ def test_bad_arguments_are_rejected(capsys):
     assert "--steps must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--cfg-drop", "1.5"])
+
+
+def test_web_noise_sets_the_caption_probabilities_by_name(capsys):
+    args = parse_args(["--captions", "web", "--web-noise", "color_swap=0.6", "object_drop=0"])
+    assert caption_noise(args) == CaptionNoise(color_swap=0.6, object_drop=0.0)
+    assert caption_noise(parse_args(["--captions", "web"])) == CaptionNoise()
+    for bad, message in [(["--captions", "web", "--web-noise", "colour_swap=0.6"], "'colour_swap=0.6': expected NAME=P"),
+                         (["--captions", "web", "--web-noise", "color_swap"], "expected NAME=P with NAME one of color_drop|"),
+                         (["--captions", "web", "--web-noise", "color_swap=high"], "'color_swap=high'"),
+                         (["--captions", "web", "--web-noise", "color_swap=1.5"], "CaptionNoise.color_swap must be a probability"),
+                         (["--web-noise", "color_swap=0.6"], "--web_noise needs --captions web")]:
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert message in capsys.readouterr().err, bad
 
 
 def test_short_runs_are_reproducible_and_loadable(tmp_path):

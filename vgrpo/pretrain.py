@@ -36,7 +36,7 @@ import copy
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -57,7 +57,7 @@ from vgrpo.models.shapes import (  # noqa: E402
 from vgrpo.trainer.lr_schedule import lr_multiplier  # noqa: E402
 from vgrpo.utils import cli  # noqa: E402
 from vgrpo.utils.atomic import write_atomically  # noqa: E402
-from vgrpo.world.captions import web_caption  # noqa: E402
+from vgrpo.world.captions import CaptionNoise, web_caption  # noqa: E402
 from vgrpo.world.prompts import heldout_prompts_by_category, train_prompts_by_category  # noqa: E402
 from vgrpo.world.render import render_batch  # noqa: E402
 from vgrpo.world.text import encode, tokenize  # noqa: E402
@@ -92,7 +92,9 @@ class PretrainOptions:
     cfg_drop: float = 0.1
     """Probability of the empty prompt, in [0, 1)."""
     captions: Literal["clean", "web"] = "clean"
-    """Text paired with each render: its prompt (clean) or a web-like corruption of it (web: vgrpo.world.captions, default probabilities)."""
+    """Text paired with each render: its prompt (clean) or a web-like corruption of it (web: vgrpo.world.captions)."""
+    web_noise: list[str] = field(default_factory=list)
+    """Probabilities of the web captions other than vgrpo.world.captions.CaptionNoise's defaults, as NAME=P (e.g. color_swap=0.6); only with --captions web."""
     init: str | None = None
     """Start from this shapes model folder (fine-tuning; the architecture and prediction options are then the folder's) instead of random weights."""
     seed: int = 0
@@ -119,7 +121,28 @@ def problems(o: PretrainOptions) -> list[str]:
         found.append("--cfg_drop must be in [0, 1)")
     if not 0.0 <= o.ema < 1.0:
         found.append("--ema must be in [0, 1)")
+    if o.web_noise and o.captions != "web":
+        found.append("--web_noise needs --captions web")
+    try:
+        caption_noise(o)
+    except ValueError as e:
+        found.append(str(e))
     return found
+
+
+def caption_noise(o: PretrainOptions) -> CaptionNoise:
+    """The web-caption probabilities of `--web_noise NAME=P ...` (the rest at their defaults)."""
+    names = [f.name for f in dataclasses.fields(CaptionNoise)]
+    values = {}
+    for item in o.web_noise:
+        name, sep, p = item.partition("=")
+        try:
+            if not sep or name not in names:
+                raise ValueError
+            values[name] = float(p)
+        except ValueError:
+            raise ValueError(f"--web_noise {item!r}: expected NAME=P with NAME one of {'|'.join(names)}") from None
+    return CaptionNoise(**values)
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainOptions:
@@ -279,7 +302,7 @@ def save(run: Pretraining, args: PretrainOptions, recipe: dict) -> None:
     write_atomically(Path(args.out) / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
-def train_step(run: Pretraining, args: PretrainOptions, by_cat: dict[str, list[str]]) -> float:
+def train_step(run: Pretraining, args: PretrainOptions, by_cat: dict[str, list[str]], noise: CaptionNoise) -> float:
     """One optimiser step on a fresh batch of renders; returns the loss."""
     denoiser, text = run.model.denoiser, run.model.text_encoder
     prompts = draw_prompts(run.rng, by_cat, args.batch, args.cfg_drop)
@@ -293,7 +316,7 @@ def train_step(run: Pretraining, args: PretrainOptions, by_cat: dict[str, list[s
     tb = t.view(-1, 1, 1, 1)
     z = (1.0 - tb) * x0 + tb * eps
     if args.captions == "web":
-        prompts = [web_caption(p, run.rng) for p in prompts]
+        prompts = [web_caption(p, run.rng, noise) for p in prompts]
     hidden, pooled = encode(text, tokenize(run.model.tokenizer, prompts))
     out = denoiser(hidden_states=z, encoder_hidden_states=hidden, pooled_projections=pooled,
                    timestep=t * 1000.0, return_dict=False)[0]
@@ -315,13 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     run = build(args)
     resume_if_possible(run, args, recipe)
     by_cat = train_prompts_by_category()
+    noise = caption_noise(args)
     counts = parameter_counts(run.model)
     print(f"denoiser {counts['denoiser']:,} params, text encoder {counts['text_encoder']:,} params")
 
     start = time.time() - run.seconds
     bar = tqdm(range(run.step, args.steps), initial=run.step, total=args.steps, desc="pretrain", dynamic_ncols=True)
     for _ in bar:
-        loss = train_step(run, args, by_cat)
+        loss = train_step(run, args, by_cat, noise)
         run.step += 1
         run.running = loss if run.running is None else 0.98 * run.running + 0.02 * loss
         run.seconds = time.time() - start
