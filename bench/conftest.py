@@ -8,8 +8,10 @@ measured in this run) is missed; `--bench-report-only` or VGRPO_BENCH_REPORT_ONL
 import os
 from pathlib import Path
 
+from vgrpo.utils.offline import use_offline_environment
+
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "inductor"))
-os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+use_offline_environment()
 
 import pytest  # noqa: E402
 

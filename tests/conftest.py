@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from vgrpo.utils.offline import use_offline_environment
+
 # Triton kernels run in the interpreter on machines without CUDA; must be set before import.
 try:
     import torch
@@ -12,9 +14,7 @@ except ImportError:  # pragma: no cover
     _has_cuda = False
 if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+use_offline_environment()
 os.environ.setdefault(
     "TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "inductor")
 )

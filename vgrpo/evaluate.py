@@ -16,7 +16,6 @@ same draws.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from vgrpo.utils.offline import use_offline_environment
 from vgrpo.utils.prompt_file import read_prompt_records
 
 STREAM_EVALUATE = 7
@@ -212,7 +212,7 @@ def parse_command_line(argv: Sequence[str] | None) -> tuple[EvaluateOptions, obj
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    use_offline_environment()
     args, cfg, print_only = parse_command_line(argv)
     if print_only:
         from vgrpo.trainer.cli import print_config

@@ -39,7 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402

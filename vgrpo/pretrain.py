@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -8,11 +8,12 @@ render, then samples of the model, each captioned with its verifier score.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402

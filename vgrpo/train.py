@@ -18,9 +18,9 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 from vgrpo.trainer.cli import help_text, parse_command, print_config  # noqa: E402
 from vgrpo.trainer.config import ConfigError, validate  # noqa: E402

@@ -15,13 +15,13 @@ run (use another --out). Exit status: 0 = done, 1 = a run failed or the report c
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 from vgrpo.experiments.plan import SHIPPED_PLAN, PlanError, load_plan, resolve, select  # noqa: E402
 from vgrpo.experiments.report import ReportError, write_report  # noqa: E402

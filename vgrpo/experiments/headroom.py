@@ -16,11 +16,12 @@ markdown table.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 
 import torch  # noqa: E402
 
