@@ -21,8 +21,9 @@ Recipe (the defaults; reproducible from --seed on CPU):
             refused; the file is removed once the final model is saved
   captions  --captions web pairs each render with a web-like caption (`vgrpo.world.captions`:
             color, count, relation and object mentions dropped or swapped with stated
-            probabilities, --web-noise NAME=P to change one) instead of its prompt; with --init it fine-tunes an existing model, e.g.
-            the shipped one into a base that can draw every prompt but follows prompts loosely:
+            probabilities, --web-noise NAME=P to change one) instead of its prompt; with --init
+            it fine-tunes an existing model, e.g. the shipped one into a base that can draw every
+            prompt but follows prompts loosely:
             python -m vgrpo.pretrain --init vgrpo/assets/shapes_base --captions web --steps 600 \
                 --lr 3e-4 --warmup 20 --threads 1 --out runs/shapes_web   (the shipped default base)
 
