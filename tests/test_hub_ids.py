@@ -13,6 +13,7 @@ import pytest
 import vgrpo
 from vgrpo.trainer.config import Config, ConfigError, validate
 from vgrpo.utils import hub
+from vgrpo.utils.offline import OFFLINE_ENVIRONMENT
 
 ID = "some-org/Some.Model_1"
 
@@ -154,9 +155,13 @@ def test_print_config_does_not_check_paths(offline_cache, capsys):
 
 
 def test_entry_points_default_to_offline_without_overriding_the_user():
-    """HF_HUB_OFFLINE=0 set by the user must survive: every entry point uses setdefault."""
+    """HF_HUB_OFFLINE=0 set by the user must survive: every entry point calls the one helper (which
+    uses setdefault, tests/test_offline_environment.py) and never assigns the variable itself."""
     root = Path(vgrpo.__file__).parent
-    for path in [root / f"{m}.py" for m in ("train", "evaluate", "export", "pretrain", "sample_grid")]:
+    entry_points = ("train", "evaluate", "export", "pretrain", "sample_grid",
+                    "experiments/compare", "experiments/headroom", "experiments/reward_stability")
+    assert OFFLINE_ENVIRONMENT["HF_HUB_OFFLINE"] == "1"
+    for path in [root / f"{m}.py" for m in entry_points]:
         text = path.read_text()
-        assert 'os.environ.setdefault("HF_HUB_OFFLINE", "1")' in text, path
+        assert "use_offline_environment()" in text, path
         assert not re.search(r'os\.environ\["HF_HUB_OFFLINE"\]\s*=', text), path

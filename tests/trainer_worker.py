@@ -3,12 +3,12 @@
 Overrides are `section.key=value` strings applied to `tiny_config(ROOT)`.
 """
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+from vgrpo.utils.offline import use_offline_environment
+
+use_offline_environment()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from trainer_setups import run, tiny_config  # noqa: E402
