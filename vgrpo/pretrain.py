@@ -137,13 +137,14 @@ def caption_noise(o: PretrainOptions) -> CaptionNoise:
     names = [f.name for f in dataclasses.fields(CaptionNoise)]
     values = {}
     for item in o.web_noise:
-        name, sep, p = item.partition("=")
+        name, _, p = item.partition("=")
         try:
-            if not sep or name not in names:
-                raise ValueError
-            values[name] = float(p)
+            value = float(p)
         except ValueError:
-            raise ValueError(f"--web_noise {item!r}: expected NAME=P with NAME one of {'|'.join(names)}") from None
+            value = None
+        if name not in names or value is None:
+            raise ValueError(f"--web_noise {item!r}: expected NAME=P with NAME one of {'|'.join(names)}")
+        values[name] = value
     return CaptionNoise(**values)
 
 
