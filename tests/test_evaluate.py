@@ -21,8 +21,12 @@ def test_evaluates_the_base_model_on_a_prompt_file(tmp_path):
     assert result["rewards"]["shapes"]["count"] == 4 and 0 <= result["rewards"]["shapes"]["mean"] <= 1
     assert result["rewards"]["jpeg_compressibility"]["mean"] < 0  # minus the JPEG size in kB
     assert set(result["categories"]) == {"colors", "position", "overall"}
+    assert set(result["categories"]["colors"]["requirements"]) == {"count", "color", "shape"}
+    assert set(result["categories"]["position"]["requirements"]) == {"count", "color", "shape", "relation"}
     table = (tmp_path / "out" / "eval.md").read_text()
     assert "| shapes |" in table and "| position |" in table
+    assert "| category | verifier score | accuracy | count | color | shape | relation |" in table
+    assert table.split("| colors |")[1].split("\n")[0].endswith("| - |")  # colors have no relation
 
 
 def test_bad_prompt_sets_and_runs_are_named(tmp_path):

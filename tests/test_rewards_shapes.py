@@ -188,6 +188,18 @@ def test_a_speckle_counts_as_a_fraction_of_an_object():
     assert 0.8 < v.requirements["count"] < 1.0 and v.requirements["shape"] == 1.0
 
 
+def test_per_requirement_means_name_the_requirement_that_fails():
+    from vgrpo.rewards.shapes import per_category_requirements
+
+    ps = ["a red circle", "a red circle", "a circle left of a square"]
+    images = torch.cat([_img(("circle", "green", 5, 5, 10)), _img(("square", "red", 5, 5, 10)),
+                        render_batch(["a circle right of a square"], 0)])
+    out = per_category_requirements(images, ps)
+    assert out["colors"] == {"count": 1.0, "color": 0.5, "shape": 0.5}
+    assert out["position"] == {"count": 1.0, "shape": 1.0, "relation": 0.0}
+    assert out["overall"] == {"count": 1.0, "color": 0.5, "shape": 0.75, "relation": 0.0}
+
+
 def test_per_category_reports_only_present_categories():
     ps = ["a circle", "two squares"]
     out = per_category_score(render_batch(ps, 0), ps)
@@ -212,3 +224,38 @@ def test_reward_protocol_and_failure_isolation():
     ps = ["a circle", "a hexagon"]
     out = RewardSet([r])(render_batch(["a circle"], 0).repeat(2, 1, 1, 1), ps)
     assert out.valid.tolist() == [True, False] and out.scores[0, 0] == 1.0
+
+
+def _red_mask(mask):
+    """Image [1, 3, 32, 32] of one red object covering `mask` [32, 32] (bool)."""
+    x = torch.zeros(1, 3, 32, 32)
+    x[0] = torch.tensor([0.9, 0.12, 0.12])[:, None, None] * mask.float()
+    return x
+
+
+def test_dense_training_reward_keeps_the_verdicts_on_clean_renders_and_grades_blobs():
+    """shapes_dense (wider shape ramps): every render still scores 1 and a clean render of another shape
+    still gets 0, while a blob between two shapes, which the verifier gives 0 for both, gets partial
+    credit for each; an elongated object gets none; dense credit is never below the verifier's."""
+    from vgrpo.rewards.registry import RewardSpec, build_reward_set
+    from vgrpo.rewards.shapes import DenseShapesReward
+    from vgrpo.world.prompts import SHAPES
+    from vgrpo.world.verify import DENSE_RAMPS, shape_credit
+
+    dense = DenseShapesReward()
+    assert dense.name == "shapes_dense" and float(dense(render_batch(ALL, seed=5), ALL).min()) == 1.0
+    assert build_reward_set([RewardSpec("shapes_dense")]).names == ["shapes_dense"]
+    for size in (32, 64):
+        for s in SHAPES:
+            (obj,) = detect(torch.from_numpy(draw([(s, "red", 4, 4, size // 2)], size=size))[None])[0]
+            assert [shape_credit(obj, t, DENSE_RAMPS) for t in SHAPES] == [float(t == s) for t in SHAPES]
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    between = ((yy - 16) / 7).abs() ** 3 + ((xx - 16) / 7).abs() ** 3 <= 1  # superellipse: circle-square
+    elongated = ((yy - 16) / 5) ** 2 + ((xx - 16) / 8) ** 2 <= 1
+    (blob,) = detect(_red_mask(between))[0]
+    (long,) = detect(_red_mask(elongated))[0]
+    assert shape_credit(blob, "circle") == 0.0 and 0.2 < shape_credit(blob, "circle", DENSE_RAMPS) < 0.8
+    assert 0.0 < shape_credit(blob, "square") < shape_credit(blob, "square", DENSE_RAMPS) < 1.0
+    assert all(shape_credit(long, s, DENSE_RAMPS) == 0.0 for s in SHAPES)
+    noisy = (render_batch(ALL[:64], seed=2) + 0.25 * torch.randn(64, 3, 32, 32)).clamp(0, 1)
+    assert bool((dense(noisy, ALL[:64]) >= score(noisy, ALL[:64])).all())

@@ -95,7 +95,7 @@ def test_tiny_flux_and_sd3_runs_evaluate_a_jsonl_prompt_file_with_metadata(tmp_p
 def test_shapes_evaluation_is_the_verifier_on_fixed_noise_images(tmp_path):
     """The held-out evaluation through the Evaluator interface reports exactly what the verifier's
     per-category functions compute on the fixed-noise images, under the keys and order of before."""
-    from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+    from vgrpo.rewards.shapes import REQUIREMENTS, per_category_accuracy, per_category_requirements, per_category_score
     from vgrpo.utils.distributed import STREAM_EVAL_NOISE
     from vgrpo.sampling.rollout import generate, initial_noise
     from vgrpo.trainer.trainer import Trainer
@@ -109,7 +109,7 @@ def test_shapes_evaluation_is_the_verifier_on_fixed_noise_images(tmp_path):
     metrics = trainer.evaluate(0)
     cats = list(heldout_prompts_by_category())
     assert list(metrics) == [f"{k}/{c}" for c in cats for k in ("score", "accuracy")] + [
-        "score/overall", "accuracy/overall", "time_eval_s"]
+        "score/overall", "accuracy/overall"] + [f"requirement/{r}" for r in REQUIREMENTS] + ["time_eval_s"]
 
     prompts = trainer.evaluator.prompts
     assert len(prompts) == 2 * len(cats) and prompts[: len(cats)] == [ps[0] for ps in heldout_prompts_by_category().values()]
@@ -126,6 +126,8 @@ def test_shapes_evaluation_is_the_verifier_on_fixed_noise_images(tmp_path):
     assert 0 < score["overall"] < 1
     for c in cats + ["overall"]:  # bit for bit: the same sums in the same order
         assert (metrics[f"score/{c}"], metrics[f"accuracy/{c}"]) == (score[c], accuracy[c]), c
+    need = per_category_requirements(images, prompts)["overall"]
+    assert {r: metrics[f"requirement/{r}"] for r in REQUIREMENTS} == pytest.approx(need, abs=1e-12)
     saved = json.loads((trainer.run_dir / "eval" / "iter-000000.json").read_text())
     assert saved == metrics
     trainer.run_folder.release()
@@ -207,3 +209,18 @@ def test_eval_rewards_reuse_a_loaded_training_reward_and_join_the_shapes_verifie
     assert {"score/overall", "accuracy/overall", "reward/jpeg_compressibility", "valid_fraction",
             f"reward/jpeg_incompressibility/{first_category}"} <= set(metrics)
     assert metrics["reward/jpeg_compressibility"] == pytest.approx(-metrics["reward/jpeg_incompressibility"])
+
+
+def test_shapes_evaluation_reports_each_requirement():
+    """Renders of the held-out prompts meet every requirement; blank images meet none (the report
+    names which requirement holds a model back)."""
+    from vgrpo.tasks.shapes import ShapesEvaluator
+    from vgrpo.world.render import render_batch
+
+    evaluator = ShapesEvaluator(images_per_category=4)
+    n = len(evaluator.prompts)
+    perfect = evaluator.summarise(evaluator.score(render_batch(evaluator.prompts, 0), list(range(n))))
+    blank = evaluator.summarise(evaluator.score(torch.zeros(n, 3, 32, 32), list(range(n))))
+    names = {f"requirement/{r}" for r in ("count", "color", "shape", "relation")}
+    assert {k: perfect[k] for k in names} == dict.fromkeys(names, 1.0)
+    assert {k: blank[k] for k in names} == dict.fromkeys(names, 0.0)

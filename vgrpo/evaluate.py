@@ -125,9 +125,14 @@ def markdown(result: dict) -> str:
     for name, s in result["rewards"].items():
         lines.append(f"| {name} | {s['mean']:.4f} | {s['std']:.4f} | {s['count']} |")
     if "categories" in result:
-        lines += ["", "| category | verifier score | accuracy |", "|---|---|---|"]
+        from vgrpo.rewards.shapes import REQUIREMENTS
+
+        lines += ["", "| category | verifier score | accuracy | " + " | ".join(REQUIREMENTS) + " |",
+                  "|---|---|---|" + "---|" * len(REQUIREMENTS)]
         for cat, s in result["categories"].items():
-            lines.append(f"| {cat} | {s['score']:.3f} | {s['accuracy']:.3f} |")
+            need = s.get("requirements", {})
+            cells = " | ".join(f"{need[r]:.3f}" if r in need else "-" for r in REQUIREMENTS)
+            lines.append(f"| {cat} | {s['score']:.3f} | {s['accuracy']:.3f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -255,10 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rewards": summarise(scored.scores, scored.valid, scored.names),
     }
     if "shapes" in names:
-        from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+        from vgrpo.rewards.shapes import per_category_accuracy, per_category_requirements, per_category_score
 
         score, acc = per_category_score(images, sample_prompts), per_category_accuracy(images, sample_prompts)
-        result["categories"] = {c: {"score": score[c], "accuracy": acc[c]} for c in score}
+        need = per_category_requirements(images, sample_prompts)
+        result["categories"] = {c: {"score": score[c], "accuracy": acc[c], "requirements": need[c]} for c in score}
     out = Path(args.out or (Path(args.run) / "evaluate" if args.run else Path("runs") / "evaluate"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

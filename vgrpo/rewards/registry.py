@@ -3,6 +3,7 @@
 | name                    | what                                      | path                       | extra        |
 |-------------------------|-------------------------------------------|----------------------------|--------------|
 | shapes                  | exact verifier of the built-in world      | -                          | -            |
+| shapes_dense            | the verifier with wider shape ramps (training) | -                  | -            |
 | jpeg_compressibility    | smaller JPEG is better (DDPO)             | -                          | -            |
 | jpeg_incompressibility  | larger JPEG is better (DDPO)              | -                          | -            |
 | pickscore               | PickScore_v1                              | model dir (+ processor)    | train        |
@@ -41,6 +42,12 @@ def _shapes(path, device, **options):
     from vgrpo.rewards.shapes import ShapesReward
 
     return ShapesReward(**options)
+
+
+def _shapes_dense(path, device, **options):
+    from vgrpo.rewards.shapes import DenseShapesReward
+
+    return DenseShapesReward(**options)
 
 
 def _jpeg(incompressible: bool):
@@ -87,6 +94,7 @@ def _ocr(path, device, **options):
 
 BUILDERS: dict[str, Callable[..., Reward]] = {
     "shapes": _shapes,
+    "shapes_dense": _shapes_dense,
     "jpeg_compressibility": _jpeg(incompressible=False),
     "jpeg_incompressibility": _jpeg(incompressible=True),
     "pickscore": _with_path("clip_similarity", "PickScoreReward"),

@@ -17,11 +17,12 @@ import torch
 
 from vgrpo.world.detect import detect
 from vgrpo.world.prompts import CATEGORIES, parse
-from vgrpo.world.verify import Verdict, verify
+from vgrpo.world.verify import DENSE_RAMPS, EXACT_RAMPS, ShapeRamps, Verdict, verify
 
 
-def verdicts(images: torch.Tensor, prompts: Sequence[str]) -> list[Verdict]:
-    """Per-image requirement breakdowns for images [B, 3, H, W] float in [0, 1] and B prompts."""
+def verdicts(images: torch.Tensor, prompts: Sequence[str], ramps: ShapeRamps = EXACT_RAMPS) -> list[Verdict]:
+    """Per-image requirement breakdowns for images [B, 3, H, W] float in [0, 1] and B prompts
+    (shape credit graded by `ramps`: the verifier's own by default)."""
     if isinstance(prompts, str):
         raise ValueError("prompts must be a sequence of str, got a single str")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -30,12 +31,12 @@ def verdicts(images: torch.Tensor, prompts: Sequence[str]) -> list[Verdict]:
         raise ValueError(f"got {images.shape[0]} images for {len(prompts)} prompts")
     specs = [parse(p) for p in prompts]  # parse first: a bad prompt fails before detection work
     size = images.shape[-1]
-    return [verify(s, objs, size) for s, objs in zip(specs, detect(images))]
+    return [verify(s, objs, size, ramps) for s, objs in zip(specs, detect(images))]
 
 
-def score(images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+def score(images: torch.Tensor, prompts: Sequence[str], ramps: ShapeRamps = EXACT_RAMPS) -> torch.Tensor:
     """Verifier score per image: [B] float32 in [0, 1] (1 = every requirement of the prompt met)."""
-    return torch.tensor([v.score for v in verdicts(images, prompts)], dtype=torch.float32)
+    return torch.tensor([v.score for v in verdicts(images, prompts, ramps)], dtype=torch.float32)
 
 
 def per_category_accuracy(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
@@ -61,10 +62,40 @@ def per_category_score(images: torch.Tensor, prompts: Sequence[str]) -> dict[str
     return out
 
 
+REQUIREMENTS = ("count", "color", "shape", "relation")
+"""The verifier's requirements, in report order (a verdict's "relation:left of" etc. is "relation")."""
+
+
+def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean credit of each requirement per category: {category: {requirement: mean}}, a requirement
+    only where the category's prompts have it (color only for prompts naming a color), plus "overall"
+    (per requirement, the mean over the categories that have it). Shows which requirement holds a
+    model back: every requirement of a ground-truth render is 1."""
+    vals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p, v in zip(prompts, verdicts(images, prompts)):
+        for name, credit in v.requirements.items():
+            vals[parse(p).category][name.split(":")[0]].append(credit)
+    out = {c: {r: sum(vals[c][r]) / len(vals[c][r]) for r in REQUIREMENTS if r in vals[c]}
+           for c in CATEGORIES if c in vals}
+    have = {r: [m[r] for m in out.values() if r in m] for r in REQUIREMENTS}
+    out["overall"] = {r: sum(ms) / len(ms) for r, ms in have.items() if ms}
+    return out
+
+
 class ShapesReward:
     """`Reward` protocol wrapper of `score` (name "shapes")."""
 
     name = "shapes"
+    ramps = EXACT_RAMPS
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        return score(images, prompts)
+        return score(images, prompts, self.ramps)
+
+
+class DenseShapesReward(ShapesReward):
+    """The verifier with wider shape-credit ramps (`DENSE_RAMPS`), a training reward (name
+    "shapes_dense"): shape credit keeps rising over the distances a model's blobs have, where the
+    verifier's own ramps give 0. Held-out evaluation stays on the verifier."""
+
+    name = "shapes_dense"
+    ramps = DENSE_RAMPS

@@ -62,12 +62,28 @@ def eval_prompts(by_category: dict[str, list[str]], images_per_category: int) ->
     return [ps[i % len(ps)] for i in range(images_per_category) for ps in cats]
 
 
+def requirement_means(values: list[Values], categories: list[str]) -> dict[str, float]:
+    """"requirement/<name>": per requirement, the mean over the categories that have it of its mean
+    credit in the category (the images' "requirement/<name>" values)."""
+    from vgrpo.rewards.shapes import REQUIREMENTS
+
+    per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for cat, v in zip(categories, values):
+        for r in REQUIREMENTS:
+            if f"requirement/{r}" in v:
+                per[r][cat].append(v[f"requirement/{r}"])
+    return {f"requirement/{r}": sum(sum(x) / len(x) for x in per[r].values()) / len(per[r])
+            for r in REQUIREMENTS if per[r]}
+
+
 class ShapesEvaluator:
     """Held-out verifier evaluation of the shapes world.
 
     Metrics: "score/<category>" (mean partial-credit verifier score), "accuracy/<category>"
     (fraction fully satisfied), "score/overall", "accuracy/overall" (means over categories, as
-    GenEval reports); with `rewards`, also their means as `PromptSetEvaluator` reports them.
+    GenEval reports), "requirement/<count|color|shape|relation>" (each requirement's mean credit,
+    averaged over the categories that have it, as `per_category_requirements`: which one holds the
+    model back); with `rewards`, also their means as `PromptSetEvaluator` reports them.
     """
 
     headline = ("score/overall", "accuracy/overall")
@@ -86,7 +102,9 @@ class ShapesEvaluator:
 
         prompts = [self.prompts[j] for j in indices]
         found = verdicts(images.cpu(), prompts)  # the verifier's detector runs on the CPU
-        values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0} for v in found]
+        values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0,
+                   **{"requirement/" + name.split(":")[0]: credit for name, credit in v.requirements.items()}}
+                  for v in found]
         if self.rewards is not None:
             extra = reward_values(self.rewards, images, prompts, [self.metadata[j] for j in indices])
             values = [{**v, **e} for v, e in zip(values, extra)]
@@ -105,6 +123,7 @@ class ShapesEvaluator:
         cats = list(scores)
         metrics["score/overall"] = sum(metrics[f"score/{c}"] for c in cats) / len(cats)
         metrics["accuracy/overall"] = sum(metrics[f"accuracy/{c}"] for c in cats) / len(cats)
+        metrics.update(requirement_means(values, [m["category"] for m in self.metadata]))
         if self.rewards is not None:
             metrics.update(reward_summary(values, [m["category"] for m in self.metadata]))
         return metrics

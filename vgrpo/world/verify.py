@@ -38,6 +38,26 @@ SHAPE_ZERO_MARGIN = -0.05
 
 
 @dataclass(frozen=True)
+class ShapeRamps:
+    """Where shape credit is full and where it reaches 0: on the distance to the wanted shape's
+    prototype (full at <= full_distance, 0 at >= zero_distance) and on the margin to the nearest other
+    shape (full at >= full_margin, 0 at <= zero_margin); the credit is the minimum of the two ramps."""
+
+    full_distance: float = SHAPE_FULL_DISTANCE
+    zero_distance: float = SHAPE_ZERO_DISTANCE
+    full_margin: float = SHAPE_FULL_MARGIN
+    zero_margin: float = SHAPE_ZERO_MARGIN
+
+
+EXACT_RAMPS = ShapeRamps()
+"""The verifier's ramps: a clean render of another shape (>= 0.33 away) gets 0."""
+DENSE_RAMPS = ShapeRamps(zero_distance=0.60, zero_margin=-0.25)
+"""Wider ramps for a training reward (`shapes_dense`): credit keeps rising over the distances that a
+model's blobs have (0.3-0.6, where the exact ramps give 0), so shape has a gradient to climb; a clean
+render of another shape (margin <= -0.27) still gets 0."""
+
+
+@dataclass(frozen=True)
 class Verdict:
     """Per-requirement scores (name -> [0, 1])."""
 
@@ -56,21 +76,21 @@ def _ramp(x: float, zero: float, full: float) -> float:
     return min(1.0, max(0.0, (x - zero) / (full - zero)))
 
 
-def shape_credit(obj: DetectedObject, shape: str) -> float:
+def shape_credit(obj: DetectedObject, shape: str, ramps: ShapeRamps = EXACT_RAMPS) -> float:
     """Graded credit in [0, 1] that `obj` is a `shape`: its shape-feature distance d to the shape's
     prototype and its margin (the nearest other shape's distance minus d), each mapped linearly
     between its zero and full points; the minimum of the two."""
     d = obj.distance_to(shape)
     margin = min(obj.distance_to(s) for s in SHAPES if s != shape) - d
-    return min(_ramp(-d, -SHAPE_ZERO_DISTANCE, -SHAPE_FULL_DISTANCE),
-               _ramp(margin, SHAPE_ZERO_MARGIN, SHAPE_FULL_MARGIN))
+    return min(_ramp(-d, -ramps.zero_distance, -ramps.full_distance),
+               _ramp(margin, ramps.zero_margin, ramps.full_margin))
 
 
 def _color_ok(obj: DetectedObject, want: ObjectSpec) -> bool:
     return want.color is None or obj.color == want.color
 
 
-def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject]) -> tuple[float, float]:
+def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject], ramps: ShapeRamps) -> tuple[float, float]:
     """(color matches, total shape credit) of the one-to-one matching of wanted to detected objects
     that maximises color matches first, then shape credit (objects may stay unmatched).
 
@@ -78,7 +98,7 @@ def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject]) ->
     """
     best: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
     for obj in objects:
-        gains = [(obj.weight * (w.color is not None and obj.color == w.color), obj.weight * shape_credit(obj, w.shape))
+        gains = [(obj.weight * (w.color is not None and obj.color == w.color), obj.weight * shape_credit(obj, w.shape, ramps))
                  for w in wanted]
         for mask, (c, s) in list(best.items()):
             for i, (gc, gs) in enumerate(gains):
@@ -90,19 +110,20 @@ def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject]) ->
     return max(best.values())
 
 
-def _phrase_credit(obj: DetectedObject, want: ObjectSpec) -> float:
+def _phrase_credit(obj: DetectedObject, want: ObjectSpec, ramps: ShapeRamps) -> float:
     if want.color is not None:
         return obj.weight if obj.color == want.color else 0.0
-    return obj.weight * shape_credit(obj, want.shape)
+    return obj.weight * shape_credit(obj, want.shape, ramps)
 
 
-def verify(spec: PromptSpec, objects: list[DetectedObject], size: int = 32) -> Verdict:
-    """Score the objects detected in one image (of side `size` px) against a parsed prompt."""
+def verify(spec: PromptSpec, objects: list[DetectedObject], size: int = 32, ramps: ShapeRamps = EXACT_RAMPS) -> Verdict:
+    """Score the objects detected in one image (of side `size` px) against a parsed prompt (shape
+    credit graded by `ramps`: the verifier's own by default)."""
     wanted = [o for o in spec.objects for _ in range(o.count)]
     n = len(wanted)
     found = sum(o.weight for o in objects)
     req: dict[str, float] = {"count": max(0.0, 1.0 - abs(found - n) / n)}
-    colors, shapes = _best_assignment(wanted, objects)
+    colors, shapes = _best_assignment(wanted, objects, ramps)
     named = sum(1 for w in wanted if w.color is not None)
     if named:
         req["color"] = colors / named
@@ -111,7 +132,7 @@ def verify(spec: PromptSpec, objects: list[DetectedObject], size: int = 32) -> V
         first, second = spec.objects
         req[f"relation:{spec.relation}"] = max(
             (
-                min(_phrase_credit(a, first), _phrase_credit(b, second))
+                min(_phrase_credit(a, first, ramps), _phrase_credit(b, second, ramps))
                 * relation_credit(spec.relation, a.center, b.center, size)
                 for a in objects
                 for b in objects
