@@ -36,3 +36,22 @@ def test_speed_switches_and_prompt_file_are_validated(tmp_path):
         validate(cfg)
     assert "parallel.attention must be sdpa|flash" in str(info.value)
     assert "rollout.prompt_file" in str(info.value)
+
+
+def test_shapes_cpu_adapts_every_listed_module_of_the_shapes_denoiser():
+    """Each of shapes-cpu's LoRA targets names linears of the built-in denoiser (a misspelt target
+    would silently train nothing), and the adapter covers both streams' attention and MLPs."""
+    from vgrpo.models.shapes import ShapesAdapter
+    from vgrpo.trainer.parallelize import apply_finetune_mode
+    from vgrpo.trainer.presets import SHAPES_LORA_TARGETS
+
+    cfg = load_config("shapes-cpu")
+    assert cfg.finetune.lora_targets == SHAPES_LORA_TARGETS and cfg.optim.lr == 3e-4
+    denoiser = ShapesAdapter.random(seed=0).denoiser
+    apply_finetune_mode(denoiser, cfg.finetune)
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in denoiser.named_modules() if name.endswith(".lora_A")}
+    for target in SHAPES_LORA_TARGETS:
+        assert any(name.endswith("." + target) for name in adapted), target
+    trainable = [n for n, p in denoiser.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("norm" in name or "proj_out" == name.split(".")[-1] for name in adapted)  # not AdaLN / output
