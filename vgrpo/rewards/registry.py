@@ -3,7 +3,7 @@
 | name                    | what                                      | path                       | extra        |
 |-------------------------|-------------------------------------------|----------------------------|--------------|
 | shapes                  | exact verifier of the built-in world      | -                          | -            |
-| shapes_dense            | the verifier with wider shape ramps (training) | -                  | -            |
+| shapes_dense            | the verifier, wider shape ramps (training)| -                          | -            |
 | jpeg_compressibility    | smaller JPEG is better (DDPO)             | -                          | -            |
 | jpeg_incompressibility  | larger JPEG is better (DDPO)              | -                          | -            |
 | pickscore               | PickScore_v1                              | model dir (+ processor)    | train        |

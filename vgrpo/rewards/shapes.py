@@ -63,7 +63,12 @@ def per_category_score(images: torch.Tensor, prompts: Sequence[str]) -> dict[str
 
 
 REQUIREMENTS = ("count", "color", "shape", "relation")
-"""The verifier's requirements, in report order (a verdict's "relation:left of" etc. is "relation")."""
+"""The verifier's requirements, in report order."""
+
+
+def requirement_of(key: str) -> str:
+    """The requirement a verdict's key belongs to ("relation:left of" -> "relation")."""
+    return key.split(":")[0]
 
 
 def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -74,7 +79,7 @@ def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> d
     vals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for p, v in zip(prompts, verdicts(images, prompts)):
         for name, credit in v.requirements.items():
-            vals[parse(p).category][name.split(":")[0]].append(credit)
+            vals[parse(p).category][requirement_of(name)].append(credit)
     out = {c: {r: sum(vals[c][r]) / len(vals[c][r]) for r in REQUIREMENTS if r in vals[c]}
            for c in CATEGORIES if c in vals}
     have = {r: [m[r] for m in out.values() if r in m] for r in REQUIREMENTS}

@@ -98,12 +98,12 @@ class ShapesEvaluator:
         self.rewards = rewards
 
     def score(self, images: torch.Tensor, indices: Sequence[int]) -> list[Values]:
-        from vgrpo.rewards.shapes import verdicts
+        from vgrpo.rewards.shapes import requirement_of, verdicts
 
         prompts = [self.prompts[j] for j in indices]
         found = verdicts(images.cpu(), prompts)  # the verifier's detector runs on the CPU
         values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0,
-                   **{"requirement/" + name.split(":")[0]: credit for name, credit in v.requirements.items()}}
+                   **{"requirement/" + requirement_of(k): credit for k, credit in v.requirements.items()}}
                   for v in found]
         if self.rewards is not None:
             extra = reward_values(self.rewards, images, prompts, [self.metadata[j] for j in indices])

@@ -98,8 +98,8 @@ def _best_assignment(wanted: list[ObjectSpec], objects: list[DetectedObject], ra
     """
     best: dict[int, tuple[float, float]] = {0: (0.0, 0.0)}
     for obj in objects:
-        gains = [(obj.weight * (w.color is not None and obj.color == w.color), obj.weight * shape_credit(obj, w.shape, ramps))
-                 for w in wanted]
+        gains = [(obj.weight * (w.color is not None and obj.color == w.color),
+                  obj.weight * shape_credit(obj, w.shape, ramps)) for w in wanted]
         for mask, (c, s) in list(best.items()):
             for i, (gc, gs) in enumerate(gains):
                 if mask >> i & 1:
