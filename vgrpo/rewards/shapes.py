@@ -11,7 +11,7 @@ word or construct that failed to parse.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -71,20 +71,28 @@ def requirement_of(key: str) -> str:
     return key.split(":")[0]
 
 
-def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean credit of each requirement per category: {category: {requirement: mean}}, a requirement
-    only where the category's prompts have it (color only for prompts naming a color), plus "overall"
-    (per requirement, the mean over the categories that have it). Shows which requirement holds a
-    model back: every requirement of a ground-truth render is 1."""
+def requirement_means(requirements: Sequence[Mapping[str, float]],
+                      categories: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per category, each requirement's mean credit over its images (one {verdict key: credit} per
+    image, "relation:left of" counting as "relation"), a requirement only where the category's
+    images have it; plus "overall" (per requirement, the mean over the categories that have it)."""
     vals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for p, v in zip(prompts, verdicts(images, prompts)):
-        for name, credit in v.requirements.items():
-            vals[parse(p).category][requirement_of(name)].append(credit)
+    for cat, req in zip(categories, requirements):
+        for key, credit in req.items():
+            vals[cat][requirement_of(key)].append(credit)
     out = {c: {r: sum(vals[c][r]) / len(vals[c][r]) for r in REQUIREMENTS if r in vals[c]}
            for c in CATEGORIES if c in vals}
     have = {r: [m[r] for m in out.values() if r in m] for r in REQUIREMENTS}
     out["overall"] = {r: sum(ms) / len(ms) for r, ms in have.items() if ms}
     return out
+
+
+def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean credit of each requirement per category: {category: {requirement: mean}}, a requirement
+    only where the category's prompts have it (color only for prompts naming a color), plus "overall"
+    (`requirement_means`). Shows which requirement holds a model back: every requirement of a
+    ground-truth render is 1."""
+    return requirement_means([v.requirements for v in verdicts(images, prompts)], [parse(p).category for p in prompts])
 
 
 class ShapesReward:

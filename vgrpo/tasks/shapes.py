@@ -62,18 +62,14 @@ def eval_prompts(by_category: dict[str, list[str]], images_per_category: int) ->
     return [ps[i % len(ps)] for i in range(images_per_category) for ps in cats]
 
 
-def requirement_means(values: list[Values], categories: list[str]) -> dict[str, float]:
-    """"requirement/<name>": per requirement, the mean over the categories that have it of its mean
-    credit in the category (the images' "requirement/<name>" values)."""
-    from vgrpo.rewards.shapes import REQUIREMENTS
+def requirement_metrics(values: list[Values], categories: list[str]) -> dict[str, float]:
+    """"requirement/<name>": the "overall" of `vgrpo.rewards.shapes.requirement_means` over the
+    images' "requirement/<verdict key>" values."""
+    from vgrpo.rewards.shapes import requirement_means
 
-    per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for cat, v in zip(categories, values):
-        for r in REQUIREMENTS:
-            if f"requirement/{r}" in v:
-                per[r][cat].append(v[f"requirement/{r}"])
-    return {f"requirement/{r}": sum(sum(x) / len(x) for x in per[r].values()) / len(per[r])
-            for r in REQUIREMENTS if per[r]}
+    prefix = "requirement/"
+    per_image = [{k[len(prefix):]: x for k, x in v.items() if k.startswith(prefix)} for v in values]
+    return {prefix + r: m for r, m in requirement_means(per_image, categories)["overall"].items()}
 
 
 class ShapesEvaluator:
@@ -98,12 +94,12 @@ class ShapesEvaluator:
         self.rewards = rewards
 
     def score(self, images: torch.Tensor, indices: Sequence[int]) -> list[Values]:
-        from vgrpo.rewards.shapes import requirement_of, verdicts
+        from vgrpo.rewards.shapes import verdicts
 
         prompts = [self.prompts[j] for j in indices]
         found = verdicts(images.cpu(), prompts)  # the verifier's detector runs on the CPU
         values = [{"score": v.score, "accuracy": 1.0 if v.satisfied else 0.0,
-                   **{"requirement/" + requirement_of(k): credit for k, credit in v.requirements.items()}}
+                   **{"requirement/" + k: credit for k, credit in v.requirements.items()}}
                   for v in found]
         if self.rewards is not None:
             extra = reward_values(self.rewards, images, prompts, [self.metadata[j] for j in indices])
@@ -123,7 +119,7 @@ class ShapesEvaluator:
         cats = list(scores)
         metrics["score/overall"] = sum(metrics[f"score/{c}"] for c in cats) / len(cats)
         metrics["accuracy/overall"] = sum(metrics[f"accuracy/{c}"] for c in cats) / len(cats)
-        metrics.update(requirement_means(values, [m["category"] for m in self.metadata]))
+        metrics.update(requirement_metrics(values, [m["category"] for m in self.metadata]))
         if self.rewards is not None:
             metrics.update(reward_summary(values, [m["category"] for m in self.metadata]))
         return metrics
