@@ -206,6 +206,23 @@ def test_per_category_reports_only_present_categories():
     assert out == {"single_object": 1.0, "counting": 1.0, "overall": 1.0}
 
 
+def test_category_report_detects_once_and_gives_each_view(monkeypatch):
+    import vgrpo.rewards.shapes as shapes
+
+    calls = []
+    monkeypatch.setattr(shapes, "detect", lambda images: calls.append(len(images)) or detect(images))
+    ps = ["a red circle", "a red circle", "a circle left of a square"]
+    images = torch.cat([_img(("circle", "green", 5, 5, 10)), _img(("circle", "red", 5, 5, 10)),
+                        render_batch(["a circle right of a square"], 0)])
+    report = shapes.category_report(images, ps)
+    assert calls == [3]
+    found = verdicts(images, ps)
+    assert report["score"] == {"colors": (found[0].score + found[1].score) / 2, "position": found[2].score,
+                               "overall": ((found[0].score + found[1].score) / 2 + found[2].score) / 2}
+    assert report["accuracy"] == {"colors": 0.5, "position": 0.0, "overall": 0.25}
+    assert report["requirements"]["colors"] == {"count": 1.0, "color": 0.5, "shape": 1.0}
+
+
 def test_bad_prompts_and_shapes_are_named():
     x = torch.zeros(1, 3, 32, 32)
     with pytest.raises(ValueError, match="'hexagon'"):

@@ -260,11 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rewards": summarise(scored.scores, scored.valid, scored.names),
     }
     if "shapes" in names:
-        from vgrpo.rewards.shapes import per_category_accuracy, per_category_requirements, per_category_score
+        from vgrpo.rewards.shapes import category_report
 
-        score, acc = per_category_score(images, sample_prompts), per_category_accuracy(images, sample_prompts)
-        need = per_category_requirements(images, sample_prompts)
-        result["categories"] = {c: {"score": score[c], "accuracy": acc[c], "requirements": need[c]} for c in score}
+        report = category_report(images, sample_prompts)
+        result["categories"] = {c: {view: report[view][c] for view in ("score", "accuracy", "requirements")}
+                                for c in report["score"]}
     out = Path(args.out or (Path(args.run) / "evaluate" if args.run else Path("runs") / "evaluate"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

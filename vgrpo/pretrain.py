@@ -176,13 +176,14 @@ def heldout_eval(model: ShapesAdapter, images_per_category: int, seed: int = 123
     `images_per_category` images per category, cycling over its held-out prompts (the trainer's
     held-out evaluation does the same), so every category weighs equally in "overall".
     """
-    from vgrpo.rewards.shapes import per_category_accuracy, per_category_score
+    from vgrpo.rewards.shapes import category_report
     from vgrpo.tasks.shapes import eval_prompts, generate_images
 
     prompts = eval_prompts(heldout_prompts_by_category(), images_per_category)
     images = torch.cat([generate_images(model, prompts[i : i + 128], seed=seed + i)
                         for i in range(0, len(prompts), 128)])
-    return {"score": per_category_score(images, prompts), "accuracy": per_category_accuracy(images, prompts)}
+    report = category_report(images, prompts)
+    return {"score": report["score"], "accuracy": report["accuracy"]}
 
 
 X_LOSS_MIN_T = 0.05

@@ -39,27 +39,28 @@ def score(images: torch.Tensor, prompts: Sequence[str], ramps: ShapeRamps = EXAC
     return torch.tensor([v.score for v in verdicts(images, prompts, ramps)], dtype=torch.float32)
 
 
+def category_means(values: Sequence[float], categories: Sequence[str]) -> dict[str, float]:
+    """Mean of `values` per category (in CATEGORIES order, only those present), plus "overall", the
+    mean over those categories."""
+    vals: dict[str, list[float]] = defaultdict(list)
+    for cat, x in zip(categories, values):
+        vals[cat].append(x)
+    out = {c: sum(vals[c]) / len(vals[c]) for c in CATEGORIES if c in vals}
+    out["overall"] = sum(out.values()) / len(out)
+    return out
+
+
 def per_category_accuracy(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
     """GenEval-style accuracy: category -> fraction of its images fully satisfied; plus "overall".
 
     Only categories present in `prompts` appear; "overall" is the mean over those categories.
     """
-    hits: dict[str, list[float]] = defaultdict(list)
-    for p, v in zip(prompts, verdicts(images, prompts)):
-        hits[parse(p).category].append(1.0 if v.satisfied else 0.0)
-    out = {c: sum(hits[c]) / len(hits[c]) for c in CATEGORIES if c in hits}
-    out["overall"] = sum(out.values()) / len(out)
-    return out
+    return category_report(images, prompts)["accuracy"]
 
 
 def per_category_score(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, float]:
     """Mean verifier score (partial credit) per category, plus "overall" (mean over categories)."""
-    vals: dict[str, list[float]] = defaultdict(list)
-    for p, v in zip(prompts, verdicts(images, prompts)):
-        vals[parse(p).category].append(v.score)
-    out = {c: sum(vals[c]) / len(vals[c]) for c in CATEGORIES if c in vals}
-    out["overall"] = sum(out.values()) / len(out)
-    return out
+    return category_report(images, prompts)["score"]
 
 
 REQUIREMENTS = ("count", "color", "shape", "relation")
@@ -92,7 +93,20 @@ def per_category_requirements(images: torch.Tensor, prompts: Sequence[str]) -> d
     only where the category's prompts have it (color only for prompts naming a color), plus "overall"
     (`requirement_means`). Shows which requirement holds a model back: every requirement of a
     ground-truth render is 1."""
-    return requirement_means([v.requirements for v in verdicts(images, prompts)], [parse(p).category for p in prompts])
+    return category_report(images, prompts)["requirements"]
+
+
+def category_report(images: torch.Tensor, prompts: Sequence[str]) -> dict[str, dict]:
+    """The three per-category views of one detection pass over images [B, 3, H, W] and B prompts:
+    {"score": per_category_score, "accuracy": per_category_accuracy, "requirements":
+    per_category_requirements} (each with its "overall")."""
+    found = verdicts(images, prompts)
+    categories = [parse(p).category for p in prompts]
+    return {
+        "score": category_means([v.score for v in found], categories),
+        "accuracy": category_means([1.0 if v.satisfied else 0.0 for v in found], categories),
+        "requirements": requirement_means([v.requirements for v in found], categories),
+    }
 
 
 class ShapesReward:

@@ -4,7 +4,6 @@ it), its training split, and its sample path (`generate_images`: the shapes mode
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -107,19 +106,13 @@ class ShapesEvaluator:
         return values
 
     def summarise(self, values: list[Values]) -> dict[str, float]:
-        scores: dict[str, list[float]] = defaultdict(list)
-        hits: dict[str, list[float]] = defaultdict(list)
-        for meta, v in zip(self.metadata, values):
-            scores[meta["category"]].append(v["score"])
-            hits[meta["category"]].append(v["accuracy"])
-        metrics: dict[str, float] = {}
-        for cat in scores:
-            metrics[f"score/{cat}"] = sum(scores[cat]) / len(scores[cat])
-            metrics[f"accuracy/{cat}"] = sum(hits[cat]) / len(hits[cat])
-        cats = list(scores)
-        metrics["score/overall"] = sum(metrics[f"score/{c}"] for c in cats) / len(cats)
-        metrics["accuracy/overall"] = sum(metrics[f"accuracy/{c}"] for c in cats) / len(cats)
-        metrics.update(requirement_metrics(values, [m["category"] for m in self.metadata]))
+        from vgrpo.rewards.shapes import category_means
+
+        categories = [m["category"] for m in self.metadata]
+        score = category_means([v["score"] for v in values], categories)
+        accuracy = category_means([v["accuracy"] for v in values], categories)
+        metrics = {f"{view}/{c}": means[c] for c in score for view, means in (("score", score), ("accuracy", accuracy))}
+        metrics.update(requirement_metrics(values, categories))
         if self.rewards is not None:
-            metrics.update(reward_summary(values, [m["category"] for m in self.metadata]))
+            metrics.update(reward_summary(values, categories))
         return metrics
