@@ -87,6 +87,23 @@ def test_web_caption_fine_tuning_starts_from_the_given_model(tmp_path):
     assert json.loads((tmp_path / "web" / "config.json").read_text())["recipe"]["captions"] == "web"
 
 
+def test_a_frozen_text_encoder_stays_bit_for_bit_while_the_denoiser_learns(tmp_path, capsys):
+    torch.set_num_threads(2)
+    ShapesAdapter.random(seed=3, num_layers=1).save_pretrained(tmp_path / "init")
+    main(["--steps", "3", "--batch", "4", "--eval-samples", "0", "--threads", "2", "--warmup", "1",
+          "--init", str(tmp_path / "init"), "--captions", "web", "--freeze-text-encoder",
+          "--out", str(tmp_path / "web")])
+    init = ShapesAdapter.from_pretrained(tmp_path / "init")
+    web = ShapesAdapter.from_pretrained(tmp_path / "web")
+    for (k, va), vb in zip(init.text_encoder.state_dict().items(), web.text_encoder.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(init.denoiser.proj_out.weight, web.denoiser.proj_out.weight)
+    assert json.loads((tmp_path / "web" / "config.json").read_text())["recipe"]["freeze_text_encoder"] is True
+    with pytest.raises(SystemExit):
+        parse_args(["--freeze-text-encoder"])
+    assert "--freeze_text_encoder needs --init" in capsys.readouterr().err
+
+
 def test_a_killed_run_resumes_bit_for_bit_and_refuses_another_recipe(tmp_path, monkeypatch):
     """Kill a 4-step run inside step 3 (after the save at step 2); re-running continues exactly."""
     import vgrpo.pretrain as pretrain

@@ -97,6 +97,9 @@ class PretrainOptions:
     """Text paired with each render: its prompt (clean) or a web-like corruption of it (web: vgrpo.world.captions)."""
     web_noise: list[str] = field(default_factory=list)
     """Probabilities of the web captions other than vgrpo.world.captions.CaptionNoise's defaults, as NAME=P (e.g. color_swap=0.6); only with --captions web."""
+    freeze_text_encoder: bool = False
+    """Keep the text encoder as it is (only with --init): the denoiser alone learns, as real
+    text-to-image models train against a frozen pretrained text encoder."""
     init: str | None = None
     """Start from this shapes model folder (fine-tuning; the architecture and prediction options are then the folder's) instead of random weights."""
     seed: int = 0
@@ -123,6 +126,8 @@ def problems(o: PretrainOptions) -> list[str]:
         found.append("--cfg_drop must be in [0, 1)")
     if not 0.0 <= o.ema < 1.0:
         found.append("--ema must be in [0, 1)")
+    if o.freeze_text_encoder and o.init is None:
+        found.append("--freeze_text_encoder needs --init (a random text encoder would stay random)")
     if o.web_noise and o.captions != "web":
         found.append("--web_noise needs --captions web")
     try:
@@ -256,8 +261,9 @@ def ema_copy(model: ShapesAdapter) -> ShapesAdapter:
 
 
 def recipe_optimizer(model: ShapesAdapter, lr: float) -> torch.optim.Optimizer:
-    """The recipe's AdamW (betas 0.9 / 0.99, no weight decay) over denoiser and text encoder."""
-    params = list(model.denoiser.parameters()) + list(model.text_encoder.parameters())
+    """The recipe's AdamW (betas 0.9 / 0.99, no weight decay) over the denoiser and, unless frozen,
+    the text encoder."""
+    params = [p for p in list(model.denoiser.parameters()) + list(model.text_encoder.parameters()) if p.requires_grad]
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
 
@@ -276,7 +282,10 @@ def build(args: PretrainOptions) -> Pretraining:
         )
         model = ShapesAdapter.build(architecture, default_text_config(), args.seed, args.prediction)
     model.denoiser.train()
-    model.text_encoder.train().requires_grad_(True)
+    if args.freeze_text_encoder:
+        model.text_encoder.eval().requires_grad_(False)
+    else:
+        model.text_encoder.train().requires_grad_(True)
     ema = ema_copy(model)
     opt = recipe_optimizer(model, args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, args.warmup))
@@ -331,7 +340,8 @@ def train_step(run: Pretraining, args: PretrainOptions, by_cat: dict[str, list[s
     run.opt.step()
     run.sched.step()
     ema_update(run.ema.denoiser, denoiser, args.ema)
-    ema_update(run.ema.text_encoder, text, args.ema)
+    if not args.freeze_text_encoder:  # a frozen encoder's EMA is the encoder itself, bit for bit
+        ema_update(run.ema.text_encoder, text, args.ema)
     return loss.item()
 
 
