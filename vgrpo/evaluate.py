@@ -263,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vgrpo.rewards.shapes import category_report
 
         report = category_report(images, sample_prompts)
-        result["categories"] = {c: {view: report[view][c] for view in ("score", "accuracy", "requirements")}
-                                for c in report["score"]}
+        result["categories"] = {c: {view: means[c] for view, means in report.items()} for c in report["score"]}
     out = Path(args.out or (Path(args.run) / "evaluate" if args.run else Path("runs") / "evaluate"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

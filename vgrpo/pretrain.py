@@ -263,7 +263,7 @@ def ema_copy(model: ShapesAdapter) -> ShapesAdapter:
 def recipe_optimizer(model: ShapesAdapter, lr: float) -> torch.optim.Optimizer:
     """The recipe's AdamW (betas 0.9 / 0.99, no weight decay) over the denoiser and, unless frozen,
     the text encoder."""
-    params = [p for p in list(model.denoiser.parameters()) + list(model.text_encoder.parameters()) if p.requires_grad]
+    params = [p for part in (model.denoiser, model.text_encoder) for p in part.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
 

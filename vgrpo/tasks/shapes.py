@@ -109,9 +109,8 @@ class ShapesEvaluator:
         from vgrpo.rewards.shapes import category_means
 
         categories = [m["category"] for m in self.metadata]
-        score = category_means([v["score"] for v in values], categories)
-        accuracy = category_means([v["accuracy"] for v in values], categories)
-        metrics = {f"{view}/{c}": means[c] for c in score for view, means in (("score", score), ("accuracy", accuracy))}
+        views = {view: category_means([v[view] for v in values], categories) for view in ("score", "accuracy")}
+        metrics = {f"{view}/{c}": views[view][c] for c in views["score"] for view in views}
         metrics.update(requirement_metrics(values, categories))
         if self.rewards is not None:
             metrics.update(reward_summary(values, categories))
